@@ -1,0 +1,17 @@
+"""Errors the engine raises for the CLI/TUI to show as a clear message (never a traceback)."""
+
+
+class LocaltuneError(Exception):
+    """A user-facing problem: bad input, missing file, wrong combination."""
+
+
+class DataError(LocaltuneError):
+    """A dataset that cannot be used (every row bad, unknown format, unreadable file)."""
+
+
+class ModelError(LocaltuneError):
+    """A model that cannot be resolved, downloaded, imported or loaded."""
+
+
+class RunError(LocaltuneError):
+    """A run directory problem: locked, incompatible resume, missing checkpoint."""
