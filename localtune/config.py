@@ -1,0 +1,183 @@
+"""Training configuration: built-in defaults -> YAML file -> command-line flags, layered once
+into a frozen dataclass. Each field's help text lives next to it and feeds the CLI's --help."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+from localtune.errors import LocaltuneError
+from localtune.lora import ALL_LINEAR, LoraSpec
+
+
+def _f(default, help: str, **kw):
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    # what to train
+    model: str | None = _f(None, "model dir, .gguf file, or Hugging Face repo id (default: SmolLM2-135M-Instruct)")
+    data: str | None = _f(None, "training data file (JSONL or JSON array)")
+    valid: str | None = _f(None, "validation data file")
+    out: str | None = _f(None, "run directory (default: adapters/<kind>-<time>)")
+    adapter: str | None = _f(None, "start from this run's adapter (e.g. SFT before DPO)")
+    format: str | None = _f(None, "data format: messages, alpaca, prompt_completion, text, sharegpt (default: detect)")
+    train_on_prompt: bool = _f(False, "train on every token, not only the assistant turns")
+    # schedule
+    iters: int | None = _f(None, "optimizer steps (default: one epoch)")
+    epochs: float | None = _f(None, "epochs over the data, used when --iters is not given")
+    batch_size: int = _f(4, "examples per micro-batch")
+    grad_accum: int = _f(1, "micro-batches per optimizer step")
+    lr: float = _f(1e-4, "peak learning rate")
+    warmup: int = _f(0, "linear warm-up steps")
+    schedule: str = _f("cosine", "learning-rate schedule after warm-up", choices=("cosine", "linear", "constant"))
+    weight_decay: float = _f(0.0, "AdamW weight decay")
+    grad_clip: float | None = _f(None, "clip the global gradient norm to this value")
+    # adapter
+    lora_rank: int = _f(8, "LoRA rank r")
+    lora_alpha: float = _f(16.0, "LoRA alpha; the update is scaled by alpha / rank")
+    lora_dropout: float = _f(0.0, "dropout on the LoRA input")
+    lora_layers: int = _f(16, "adapt the last N transformer blocks (-1: all)")
+    lora_targets: tuple[str, ...] = _f(ALL_LINEAR, "module names inside a block to adapt", nargs="+")
+    dora: bool = _f(False, "DoRA: learn a per-row magnitude as well")
+    # sequence and memory
+    max_seq_len: int = _f(2048, "tokens per example; longer rows are handled per --overlong")
+    overlong: str = _f("truncate", "what to do with rows over --max-seq-len", choices=("truncate", "drop"))
+    grad_checkpoint: bool = _f(False, "recompute activations in the backward pass (less memory, ~30%% slower)")
+    # bookkeeping
+    seed: int = _f(0, "seed for data order, adapter init and dropout")
+    eval_every: int = _f(100, "validate every N steps (0: only at the end)")
+    val_batches: int = _f(-1, "validation batches per evaluation (-1: the whole set)")
+    save_every: int = _f(100, "checkpoint every N steps (0: only at the end)")
+    keep_checkpoints: int = _f(3, "checkpoints to keep (the newest)")
+    report_every: int = _f(10, "log training loss every N steps")
+    skip_nonfinite: bool = _f(False, "skip a batch whose loss or gradient is NaN/Inf instead of stopping")
+
+    def lora_spec(self) -> LoraSpec:
+        return LoraSpec(
+            rank=self.lora_rank,
+            alpha=self.lora_alpha,
+            dropout=self.lora_dropout,
+            layers=self.lora_layers,
+            targets=tuple(self.lora_targets),
+            dora=self.dora,
+        )
+
+    def replace(self, **changes) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["lora_targets"] = list(self.lora_targets)
+        return d
+
+
+FIELDS = {f.name: f for f in fields(TrainConfig)}
+
+
+def _coerce(name: str, value, where: str):
+    """Check a YAML value against the field's type; ints are accepted for floats."""
+    f = FIELDS[name]
+    default = f.default
+    if value is None:
+        return None
+    if name == "lora_targets":
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise LocaltuneError(f"{where}: {name} must be a list of module names")
+        return tuple(value)
+    t = f.type if isinstance(f.type, str) else str(f.type)
+    if isinstance(default, bool) or t.startswith("bool"):
+        ok = isinstance(value, bool)
+    elif isinstance(default, float) or t.startswith("float"):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif isinstance(default, int) or t.startswith("int"):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, str)
+        if not ok and isinstance(value, (int, float)) and name in ("model",):
+            value, ok = str(value), True
+    if not ok:
+        raise LocaltuneError(f"{where}: {name} has the wrong type ({type(value).__name__}: {value!r})")
+    choices = f.metadata.get("choices")
+    if choices and value not in choices:
+        raise LocaltuneError(f"{where}: {name} must be one of {', '.join(choices)} (got {value!r})")
+    return value
+
+
+def read_yaml(path: str | Path, *, extra_keys: tuple[str, ...] = ()) -> dict:
+    """Read a config YAML; unknown keys and wrong types are errors naming file and line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+        node = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except FileNotFoundError:
+        raise LocaltuneError(f"{path}: config file not found") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f"{mark.line + 1}" if mark else "1"
+        raise LocaltuneError(f"{path}:{line}: invalid YAML: {getattr(e, 'problem', e)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise LocaltuneError(f"{path}:1: a config must be a mapping of option: value")
+    lines = {k.value: k.start_mark.line + 1 for k, _ in node.value} if node is not None else {}
+    out = {}
+    for key, value in data.items():
+        name = str(key).replace("-", "_")
+        where = f"{path}:{lines.get(key, 1)}"
+        if name in extra_keys:
+            out[name] = value
+            continue
+        if name not in FIELDS:
+            raise LocaltuneError(f"{where}: unknown option {key!r}")
+        out[name] = _coerce(name, value, where)
+    return out
+
+
+def build_config(
+    yaml_path: str | Path | None = None, overrides: dict | None = None, cls=TrainConfig
+) -> TrainConfig:
+    """Layer built-in defaults, then the YAML file, then explicit overrides (flags given)."""
+    values: dict = {}
+    if yaml_path:
+        extra = tuple(f.name for f in fields(cls) if f.name not in FIELDS)
+        values.update(read_yaml(yaml_path, extra_keys=extra))
+    for k, v in (overrides or {}).items():
+        if v is not None:
+            values[k] = tuple(v) if k == "lora_targets" else v
+    try:
+        cfg = cls(**values)
+    except TypeError as e:
+        raise LocaltuneError(f"bad configuration: {e}") from None
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: TrainConfig) -> None:
+    problems = []
+    if cfg.batch_size < 1:
+        problems.append("batch_size must be >= 1")
+    if cfg.grad_accum < 1:
+        problems.append("grad_accum must be >= 1")
+    if cfg.lora_rank < 1:
+        problems.append("lora_rank must be >= 1")
+    if cfg.lr <= 0:
+        problems.append("lr must be > 0")
+    if cfg.iters is not None and cfg.iters < 1:
+        problems.append("iters must be >= 1")
+    if cfg.epochs is not None and cfg.epochs <= 0:
+        problems.append("epochs must be > 0")
+    if cfg.max_seq_len < 8:
+        problems.append("max_seq_len must be >= 8")
+    if not 0 <= cfg.lora_dropout < 1:
+        problems.append("lora_dropout must be in [0, 1)")
+    if problems:
+        raise LocaltuneError("bad configuration: " + "; ".join(problems))

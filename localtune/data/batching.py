@@ -1,0 +1,118 @@
+"""Batches for training: length bucketing, padding to the batch's own longest row, and an epoch
+order that is a pure function of (seed, epoch), so a resumed run sees exactly the same batches.
+
+A row is (ids, mask): mask[i] True when token i is a training target.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+import localtune  # noqa: F401
+import mlx.core as mx
+
+BUCKET_WINDOW = 16  # batches' worth of rows sorted together: similar lengths, still shuffled
+
+
+@dataclass
+class Batch:
+    ids: mx.array  # (B, L) int32, padded with 0
+    mask: mx.array  # (B, L) bool, False on padding
+    lengths: list[int]  # real tokens per row
+    rows: list[int]  # indices into the dataset
+
+    @property
+    def ntokens(self) -> int:
+        """Real (non-padding) tokens, what tokens/s counts."""
+        return int(sum(self.lengths))
+
+
+def fit_rows(rows: list[tuple[list[int], list[bool]]], max_seq_len: int, overlong: str = "truncate"):
+    """Apply the max length. Returns (kept rows, their original indices, counts)."""
+    kept, index = [], []
+    truncated = dropped = 0
+    for i, (ids, mask) in enumerate(rows):
+        if len(ids) > max_seq_len:
+            if overlong == "drop":
+                dropped += 1
+                continue
+            ids, mask = ids[:max_seq_len], mask[:max_seq_len]
+            truncated += 1
+        if not any(mask[1:]):  # nothing left to learn from (position 0 is never a target)
+            dropped += 1
+            continue
+        kept.append((ids, mask))
+        index.append(i)
+    return kept, index, {"truncated": truncated, "dropped": dropped}
+
+
+def epoch_order(lengths: list[int], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """Every row exactly once: shuffle, sort by length inside windows, cut into batches, shuffle
+    the batches. Sorting only inside windows keeps padding low without a fixed batch order."""
+    rng = np.random.default_rng([seed, epoch])
+    perm = rng.permutation(len(lengths))
+    window = batch_size * BUCKET_WINDOW
+    batches = []
+    for start in range(0, len(perm), window):
+        chunk = sorted(perm[start : start + window], key=lambda i: lengths[i])
+        batches += [chunk[j : j + batch_size] for j in range(0, len(chunk), batch_size)]
+    order = rng.permutation(len(batches))
+    return [[int(i) for i in batches[k]] for k in order]
+
+
+def collate(rows: list[tuple[list[int], list[bool]]], indices: list[int]) -> Batch:
+    sel = [rows[i] for i in indices]
+    width = max(len(ids) for ids, _ in sel)
+    ids = np.zeros((len(sel), width), np.int32)
+    mask = np.zeros((len(sel), width), bool)
+    for r, (row_ids, row_mask) in enumerate(sel):
+        ids[r, : len(row_ids)] = row_ids
+        mask[r, : len(row_mask)] = row_mask
+    return Batch(mx.array(ids), mx.array(mask), [len(i) for i, _ in sel], list(indices))
+
+
+class BatchStream:
+    """Endless training batches over epochs; `position` is all that resume needs."""
+
+    def __init__(self, rows, batch_size: int, seed: int, epoch: int = 0, index: int = 0):
+        if not rows:
+            raise ValueError("no rows to batch")
+        self.rows = rows
+        self.batch_size = batch_size
+        self.seed = seed
+        self.lengths = [len(ids) for ids, _ in rows]
+        self.epoch, self.index = epoch, index
+        self._order = epoch_order(self.lengths, batch_size, seed, epoch)
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return len(self._order)
+
+    @property
+    def position(self) -> dict:
+        return {"epoch": self.epoch, "index": self.index}
+
+    def seek(self, position: dict) -> None:
+        """Continue from a saved `position` (resume)."""
+        self.epoch, self.index = int(position["epoch"]), int(position["index"])
+        self._order = epoch_order(self.lengths, self.batch_size, self.seed, self.epoch)
+
+    def next(self) -> Batch:
+        if self.index >= len(self._order):
+            self.epoch, self.index = self.epoch + 1, 0
+            self._order = epoch_order(self.lengths, self.batch_size, self.seed, self.epoch)
+        batch = collate(self.rows, self._order[self.index])
+        self.index += 1
+        return batch
+
+
+def eval_batches(rows, batch_size: int, limit: int = -1):
+    """Validation batches in a fixed, length-sorted order (little padding, same every time)."""
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i][0]))
+    groups = [order[j : j + batch_size] for j in range(0, len(order), batch_size)]
+    if limit > 0:
+        groups = groups[:limit]
+    for g in groups:
+        yield collate(rows, g)

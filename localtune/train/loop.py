@@ -1,0 +1,205 @@
+"""THE training loop: one function, shared by SFT and DPO.
+
+It knows nothing of either: it gets a loss function `loss_fn(model, batch) -> (loss, ntokens,
+metrics)`, a batch stream, and callbacks. It never prints: everything it has to say goes to
+`on_event(dict)`. `should_stop()` lets the caller end the run cleanly (Ctrl-C, the TUI's stop);
+`save_checkpoint(step)` is called at save points and before a stop.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+import localtune  # noqa: F401
+import mlx.core as mx
+import mlx.nn as nn
+from mlx.utils import tree_map
+
+from localtune import backend
+
+
+class NonFiniteLoss(RuntimeError):
+    def __init__(self, step: int, what: str):
+        super().__init__(f"non-finite {what} at step {step}")
+        self.step = step
+
+
+@dataclass
+class LoopSettings:
+    iters: int
+    grad_accum: int = 1
+    report_every: int = 10
+    eval_every: int = 0  # 0: only at the end
+    save_every: int = 0  # 0: only at the end
+    grad_clip: float | None = None
+    seed: int = 0
+    skip_nonfinite: bool = False
+
+
+@dataclass
+class LoopState:
+    step: int = 0  # optimizer steps done
+    tokens: int = 0  # real tokens seen (inputs)
+    trained_tokens: int = 0  # target tokens seen
+    elapsed: float = 0.0  # training seconds over all sessions
+    skipped: int = 0  # non-finite batches skipped
+    extra: dict = field(default_factory=dict)
+
+
+def _step_seed(seed: int, step: int) -> int:
+    # Randomness (dropout) is a pure function of (seed, step): resume replays it exactly.
+    return (seed * 1_000_003 + step) % (2**31)
+
+
+def evaluate(model: nn.Module, loss_fn, batches: Iterable) -> dict:
+    """Token-weighted mean loss (and metrics) over `batches`, with no gradient."""
+    total = ntok = 0.0
+    sums: dict[str, float] = {}
+    for batch in batches:
+        loss, n, metrics = loss_fn(model, batch)
+        mx.eval(loss, n, metrics)
+        n = float(n)
+        total += float(loss) * n
+        ntok += n
+        for k, v in metrics.items():
+            sums[k] = sums.get(k, 0.0) + float(v) * n
+    if ntok == 0:
+        return {"val_loss": float("nan")}
+    out = {"val_loss": total / ntok}
+    out.update({f"val_{k}": v / ntok for k, v in sums.items()})
+    return out
+
+
+def train(
+    model: nn.Module,
+    optimizer,
+    loss_fn: Callable,
+    next_batch: Callable[[], object],
+    settings: LoopSettings,
+    state: LoopState,
+    *,
+    valid_batches: Callable[[], Iterable] | None = None,
+    on_event: Callable[[dict], None] = lambda e: None,
+    should_stop: Callable[[], bool] = lambda: False,
+    save_checkpoint: Callable[[LoopState], None] | None = None,
+) -> str:
+    """Run optimizer steps until settings.iters; returns "finished" or "stopped".
+
+    Raises NonFiniteLoss (after nothing was applied for that step) unless skip_nonfinite.
+    """
+    loss_and_grad = nn.value_and_grad(model, loss_fn)
+    accum = settings.grad_accum
+    window = {"loss": 0.0, "ntok": 0.0, "tokens": 0, "time": 0.0, "steps": 0, "metrics": {}}
+    backend.reset_peak_memory()
+
+    def step_once():
+        grads_sum, loss_sum, ntok_sum, tokens, metrics_sum = None, 0.0, 0.0, 0, {}
+        for _ in range(accum):
+            batch = next_batch()
+            (loss, ntok, metrics), grads = loss_and_grad(model, batch)
+            if accum > 1:
+                # Token-weighted sum, so k micro-batches of b equal one batch of k*b exactly.
+                grads = tree_map(lambda g: g * ntok, grads)
+                grads_sum = grads if grads_sum is None else tree_map(mx.add, grads_sum, grads)
+            else:
+                grads_sum = grads
+            loss_sum = loss_sum + loss * ntok
+            ntok_sum = ntok_sum + ntok
+            metrics_sum = {k: metrics_sum.get(k, 0.0) + v * ntok for k, v in metrics.items()}
+            tokens += batch.ntokens
+        if accum > 1:
+            grads_sum = tree_map(lambda g: g / ntok_sum, grads_sum)
+        metrics = {k: v / ntok_sum for k, v in metrics_sum.items()}
+        return grads_sum, loss_sum / ntok_sum, ntok_sum, tokens, metrics
+
+    def finite(*arrays) -> bool:
+        return all(bool(mx.all(mx.isfinite(a)).item()) for a in arrays)
+
+    while state.step < settings.iters:
+        if should_stop():
+            if save_checkpoint:
+                save_checkpoint(state)
+            on_event({"event": "stopped", "step": state.step})
+            return "stopped"
+        mx.random.seed(_step_seed(settings.seed, state.step))
+        t0 = time.perf_counter()
+        grads, loss, ntok, tokens, metrics = step_once()
+        if settings.grad_clip:
+            grads, _ = optimizer_clip(grads, settings.grad_clip)
+        mx.eval(loss, ntok, grads)
+        if not finite(loss) or not _grads_finite(grads):
+            what = "loss" if not finite(loss) else "gradient"
+            if not settings.skip_nonfinite:
+                raise NonFiniteLoss(state.step + 1, what)
+            state.skipped += 1
+            state.step += 1
+            on_event({"event": "skipped", "step": state.step, "reason": f"non-finite {what}"})
+            continue
+        optimizer.update(model, grads)
+        mx.eval(model.trainable_parameters(), optimizer.state)
+        dt = time.perf_counter() - t0
+
+        state.step += 1
+        state.tokens += tokens
+        state.trained_tokens += int(ntok.item())
+        state.elapsed += dt
+        window["loss"] += float(loss) * float(ntok)
+        window["ntok"] += float(ntok)
+        window["tokens"] += tokens
+        window["time"] += dt
+        window["steps"] += 1
+        for k, v in metrics.items():
+            window["metrics"][k] = window["metrics"].get(k, 0.0) + float(v)
+
+        last = state.step == settings.iters
+        if state.step % settings.report_every == 0 or last or state.step == 1:
+            on_event(_report(state, window, optimizer))
+            window = {"loss": 0.0, "ntok": 0.0, "tokens": 0, "time": 0.0, "steps": 0, "metrics": {}}
+        if valid_batches and (last or (settings.eval_every and state.step % settings.eval_every == 0)):
+            t = time.perf_counter()
+            result = evaluate(model, loss_fn, valid_batches())
+            on_event({"event": "val", "step": state.step, **result, "val_time": time.perf_counter() - t})
+        if save_checkpoint and (last or (settings.save_every and state.step % settings.save_every == 0)):
+            save_checkpoint(state)
+    return "finished"
+
+
+def _grads_finite(grads) -> bool:
+    from mlx.utils import tree_flatten
+
+    leaves = [g for _, g in tree_flatten(grads)]
+    if not leaves:
+        return True
+    total = sum(mx.sum(g.astype(mx.float32)) for g in leaves)
+    return bool(mx.isfinite(total).item())
+
+
+def optimizer_clip(grads, max_norm: float):
+    import mlx.optimizers as optim
+
+    return optim.clip_grad_norm(grads, max_norm)
+
+
+def _report(state: LoopState, window: dict, optimizer) -> dict:
+    ntok = window["ntok"] or 1.0
+    steps = window["steps"] or 1
+    event = {
+        "event": "train",
+        "step": state.step,
+        "train_loss": window["loss"] / ntok,
+        "lr": float(optimizer.learning_rate),
+        "tokens_per_sec": window["tokens"] / window["time"] if window["time"] else 0.0,
+        "trained_tokens": state.trained_tokens,
+        "tokens": state.tokens,
+        "peak_memory_gb": backend.peak_memory_gb(),
+        "elapsed": state.elapsed,
+        "time": time.time(),
+    }
+    for k, v in window["metrics"].items():
+        event[k] = v / steps
+    if not math.isfinite(event["train_loss"]):
+        event["train_loss"] = None
+    return event

@@ -1,0 +1,175 @@
+"""A training session: config -> model + adapter + data -> the loop -> a complete run directory.
+
+Shared by SFT and DPO: each kind supplies a `Task` (its loss and how to build its rows/batches).
+Failures leave run.json saying why and keep the last good checkpoint; Ctrl-C/stop checkpoints.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import localtune  # noqa: F401
+import mlx.core as mx
+import mlx.optimizers as optim
+
+from localtune import backend
+from localtune.config import TrainConfig
+from localtune.errors import LocaltuneError, RunError
+from localtune.lora import LoraSpec, attach_lora, load_adapter, save_adapter, spec_summary
+from localtune.runs import DEFAULT_ROOT, RunDir, default_run_name
+from localtune.train import checkpoint as ckpt
+from localtune.train.loop import LoopSettings, LoopState, NonFiniteLoss, train
+from localtune.train.memory import enable_grad_checkpoint
+from localtune.train.schedule import build_schedule
+
+# Settings that may change on resume; any other difference is refused (it would not be the same run).
+RESUMABLE_CHANGES = {"iters", "epochs", "eval_every", "save_every", "report_every",
+                     "keep_checkpoints", "skip_nonfinite", "lr", "val_batches"}
+
+
+@dataclass
+class Task:
+    """What differs between SFT and DPO."""
+
+    kind: str
+    loss_fn: Callable  # (model, batch) -> (loss, ntokens, metrics)
+    make_train: Callable  # (model, tokenizer, cfg, run_dir, on_event) -> (next_batch factory data)
+    make_valid: Callable | None = None
+
+
+def _iters(cfg: TrainConfig, batches_per_epoch: int) -> int:
+    if cfg.iters:
+        return cfg.iters
+    epochs = cfg.epochs or 1.0
+    return max(1, math.ceil(epochs * batches_per_epoch / cfg.grad_accum))
+
+
+def resume_config(run: RunDir, overrides: dict) -> TrainConfig:
+    """The saved config of a run, with only the changes that keep it the same run."""
+    saved = run.read().get("config")
+    if not saved:
+        raise RunError(f"{run.path}: run.json has no config; cannot resume")
+    saved["lora_targets"] = tuple(saved.get("lora_targets", ()))
+    base = TrainConfig(**{k: v for k, v in saved.items() if k in TrainConfig.__dataclass_fields__})
+    changed = {k: v for k, v in overrides.items() if v is not None and getattr(base, k, v) != v}
+    bad = sorted(set(changed) - RESUMABLE_CHANGES - {"out"})
+    if bad:
+        raise RunError(
+            f"{run.path}: cannot resume with a different {', '.join(bad)} "
+            f"(saved: {', '.join(f'{k}={getattr(base, k)!r}' for k in bad)}); start a new run instead"
+        )
+    changed.pop("out", None)
+    return base.replace(**changed)
+
+
+def run_training(
+    cfg: TrainConfig,
+    task_factory: Callable[[TrainConfig], Task],
+    *,
+    resume: str | Path | None = None,
+    on_event: Callable[[dict], None] = lambda e: None,
+    should_stop: Callable[[], bool] = lambda: False,
+    overrides: dict | None = None,
+) -> Path:
+    """Train to completion (or stop); returns the run directory."""
+    from localtune.models import load_model, resolve_model
+
+    if resume:
+        run = RunDir(resume)
+        cfg = resume_config(run, overrides or {})
+    else:
+        run = RunDir(cfg.out or DEFAULT_ROOT / default_run_name(task_factory(cfg).kind))
+        if run.exists():
+            raise RunError(f"{run.path}: already a run directory; use --resume {run.path} or another --out")
+    task = task_factory(cfg)
+    run.acquire()
+
+    def emit(event: dict) -> None:
+        if event.get("event") in ("train", "val", "skipped"):
+            run.append_metric(event)
+        if event.get("event") in ("data_problem", "data", "stopped", "checkpoint", "model"):
+            run.log(" ".join(f"{k}={v}" for k, v in event.items()))
+        on_event(event)
+
+    try:
+        info = run.read() if resume else {}
+        run.write({**info, "kind": task.kind, "status": "starting", "pid": os.getpid(),
+                   "started": info.get("started", time.time()), "config": cfg.to_dict()})
+        backend.set_wired_limit()
+        mx.random.seed(cfg.seed)
+        model_path = resolve_model(cfg.model, on_event=emit)
+        model, tokenizer = load_model(model_path)
+        emit({"event": "model", "path": str(model_path)})
+        if cfg.adapter:
+            spec = load_adapter(model, cfg.adapter)
+        else:
+            spec = cfg.lora_spec()
+            attach_lora(model, spec)
+        if cfg.grad_checkpoint:
+            enable_grad_checkpoint(model.layers)
+        mx.eval(model.parameters())
+
+        stream, valid_batches, extra = task.make_train(model, tokenizer, cfg, run.path, emit)
+        iters = _iters(cfg, stream.batches_per_epoch)
+        schedule = build_schedule(cfg.lr, iters, cfg.warmup, cfg.schedule)
+        optimizer = optim.AdamW(learning_rate=schedule, weight_decay=cfg.weight_decay)
+        fingerprint = {k: v for k, v in cfg.to_dict().items() if k not in RESUMABLE_CHANGES}
+
+        state = LoopState()
+        if resume:
+            last = ckpt.latest_checkpoint(run.path)
+            if last is None:
+                raise RunError(f"{run.path}: no complete checkpoint to resume from")
+            state, position, _ = ckpt.load_checkpoint(last, model, optimizer)
+            stream.seek(position)
+            run.truncate_metrics(state.step)
+            emit({"event": "resumed", "step": state.step, "checkpoint": str(last)})
+
+        def save(s: LoopState) -> None:
+            path = ckpt.save_checkpoint(run.path, model, optimizer, s, spec, data_position=stream.position,
+                                        config_fingerprint=fingerprint, keep=cfg.keep_checkpoints)
+            save_adapter(model, run.path, spec)
+            emit({"event": "checkpoint", "step": s.step, "path": str(path)})
+
+        run.update(status="running", model_path=str(model_path), iters=iters, **extra,
+                   **spec_summary(model))
+        emit({"event": "start", "run": str(run.path), "iters": iters, "step": state.step,
+              "batches_per_epoch": stream.batches_per_epoch, **spec_summary(model)})
+        settings = LoopSettings(iters=iters, grad_accum=cfg.grad_accum, report_every=cfg.report_every,
+                                eval_every=cfg.eval_every, save_every=cfg.save_every,
+                                grad_clip=cfg.grad_clip, seed=cfg.seed, skip_nonfinite=cfg.skip_nonfinite)
+        outcome = train(model, optimizer, task.loss_fn, stream.next, settings, state,
+                        valid_batches=valid_batches, on_event=emit, should_stop=should_stop,
+                        save_checkpoint=save)
+        run.update(status=outcome, finished=time.time(), step=state.step, elapsed=state.elapsed)
+        emit({"event": "done", "status": outcome, "run": str(run.path), "step": state.step})
+        return run.path
+    except NonFiniteLoss as e:
+        last = ckpt.latest_checkpoint(run.path)
+        msg = (f"failed: non-finite loss at step {e.step}" if "loss" in str(e) else f"failed: {e}")
+        hint = (f"resume from {last.name} with a lower --lr: localtune train {task.kind} --resume {run.path} "
+                f"--lr {cfg.lr / 4:g}" if last else "start again with a lower --lr, or use --skip-nonfinite")
+        run.update(status="failed", error=f"{msg}; {hint}", finished=time.time())
+        raise LocaltuneError(f"{run.path}: {msg}; {hint}") from None
+    except LocaltuneError as e:
+        run.update(status="failed", error=str(e), finished=time.time())
+        raise
+    except KeyboardInterrupt:
+        run.update(status="stopped", finished=time.time())
+        raise
+    except BaseException as e:
+        run.update(status="failed", error=f"{type(e).__name__}: {e}", finished=time.time())
+        run.log(traceback.format_exc())
+        raise
+    finally:
+        run.release()
+
+
+def lora_spec_of(cfg: TrainConfig) -> LoraSpec:
+    return cfg.lora_spec()

@@ -1,0 +1,43 @@
+"""The SFT loss: next-token cross-entropy on the trained tokens only, as a pure function."""
+
+from __future__ import annotations
+
+import localtune  # noqa: F401
+import mlx.core as mx
+import mlx.nn as nn
+
+from localtune.data.batching import Batch
+
+
+def sft_loss(model: nn.Module, batch: Batch):
+    """Mean cross-entropy over target tokens. Returns (loss, ntokens, metrics).
+
+    mask[:, i] marks token i as a target, predicted from tokens < i; padding is never a target.
+    """
+    inputs, targets = batch.ids[:, :-1], batch.ids[:, 1:]
+    mask = batch.mask[:, 1:].astype(mx.float32)
+    logits = model(inputs)
+    ce = nn.losses.cross_entropy(logits.astype(mx.float32), targets) * mask
+    ntokens = mask.sum()
+    return ce.sum() / mx.maximum(ntokens, 1), ntokens, {}
+
+
+def sft_task(cfg):
+    """The SFT Task for train.session: rows from the data files, the loss above."""
+    from localtune.data.batching import BatchStream, eval_batches
+    from localtune.train.prepare import load_rows
+    from localtune.train.session import Task
+
+    def make_train(model, tokenizer, cfg, run_dir, emit):
+        opts = dict(format=cfg.format, train_on_prompt=cfg.train_on_prompt,
+                    max_seq_len=cfg.max_seq_len, overlong=cfg.overlong, on_event=emit)
+        rows, _ = load_rows(cfg.data, tokenizer, role="train", **opts)
+        stream = BatchStream(rows, cfg.batch_size, cfg.seed)
+        valid, extra = None, {"train_rows": len(rows)}
+        if cfg.valid:
+            vrows, _ = load_rows(cfg.valid, tokenizer, role="valid", **opts)
+            valid = lambda: eval_batches(vrows, cfg.batch_size, cfg.val_batches)  # noqa: E731
+            extra["valid_rows"] = len(vrows)
+        return stream, valid, extra
+
+    return Task("sft", sft_loss, make_train)

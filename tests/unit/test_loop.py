@@ -1,0 +1,107 @@
+"""The training loop on a tiny random llama: learns a toy task, gradient accumulation is exact,
+and a run stopped and resumed from its checkpoint matches an unbroken run."""
+
+import localtune  # noqa: F401
+import mlx.core as mx
+import mlx.optimizers as optim
+import numpy as np
+from mlx_lm.utils import load
+
+from localtune.data.batching import BatchStream, collate
+from localtune.lora import LoraSpec, adapter_weights, attach_lora
+from localtune.train import checkpoint as ckpt
+from localtune.train.loop import LoopSettings, LoopState, train
+from localtune.train.sft import sft_loss
+
+
+def toy_rows(n=32, seed=0):
+    """Each row counts up from a random start (mod 40, offset 10): learnable from context.
+    The first 3 tokens are 'prompt' (not trained), so the mask matters."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for _ in range(n):
+        start, length = int(rng.integers(0, 40)), int(rng.integers(8, 20))
+        ids = [10 + (start + i) % 40 for i in range(length)]
+        rows.append((ids, [False] * 3 + [True] * (length - 3)))
+    return rows
+
+
+def fresh_model(path, dropout=0.0, seed=0):
+    mx.random.seed(seed)
+    model, _ = load(str(path))
+    attach_lora(model, LoraSpec(rank=4, alpha=8, layers=-1, dropout=dropout))
+    mx.eval(model.parameters())
+    return model
+
+
+def collect(events):
+    return lambda e: events.append(e)
+
+
+def test_loss_falls_on_a_learnable_task(tiny_model_dir):
+    model = fresh_model(tiny_model_dir)
+    rows = toy_rows()
+    stream = BatchStream(rows, 4, seed=0)
+    events = []
+    settings = LoopSettings(iters=60, report_every=1)
+    train(model, optim.Adam(learning_rate=1e-2), sft_loss, stream.next, settings, LoopState(),
+          on_event=collect(events))
+    losses = [e["train_loss"] for e in events if e["event"] == "train"]
+    first, last = np.mean(losses[:5]), np.mean(losses[-5:])
+    assert last < first - 1.0, (first, last)  # measured: ~4.4 -> ~1.6 nats
+
+
+def test_grad_accumulation_equals_the_big_batch(tiny_model_dir):
+    rows = toy_rows(8, seed=3)  # different lengths: the micro-batches pad differently
+    big, small = fresh_model(tiny_model_dir), fresh_model(tiny_model_dir)
+    order_big = iter([collate(rows, list(range(8)))])
+    order_small = iter([collate(rows, [0, 1, 2, 3]), collate(rows, [4, 5, 6, 7])])
+    ev_big, ev_small = [], []
+    train(big, optim.SGD(learning_rate=0.5), sft_loss, lambda: next(order_big),
+          LoopSettings(iters=1, report_every=1), LoopState(), on_event=collect(ev_big))
+    train(small, optim.SGD(learning_rate=0.5), sft_loss, lambda: next(order_small),
+          LoopSettings(iters=1, grad_accum=2, report_every=1), LoopState(), on_event=collect(ev_small))
+    assert abs(ev_big[0]["train_loss"] - ev_small[0]["train_loss"]) < 1e-5
+    wb, ws = adapter_weights(big), adapter_weights(small)
+    moved = max(float(mx.abs(wb[k] - adapter_weights(fresh_model(tiny_model_dir))[k]).max()) for k in wb)
+    assert moved > 1e-3  # the step did something
+    for k in wb:
+        np.testing.assert_allclose(np.array(wb[k]), np.array(ws[k]), atol=1e-5)
+
+
+def test_resume_matches_an_unbroken_run(tiny_model_dir, tmp_path):
+    rows = toy_rows(20)
+    spec = LoraSpec(rank=4, alpha=8, layers=-1, dropout=0.1)  # dropout: RNG must replay too
+
+    def run(iters, stop_at=None, run_dir=None, resume=False):
+        model = fresh_model(tiny_model_dir, dropout=0.1)
+        opt = optim.AdamW(learning_rate=optim.cosine_decay(5e-3, 12))
+        stream = BatchStream(rows, 3, seed=7)  # 7 batches per epoch: crosses an epoch
+        state = LoopState()
+        if resume:
+            state, position, _ = ckpt.load_checkpoint(ckpt.latest_checkpoint(run_dir), model, opt)
+            stream.seek(position)
+        events = []
+
+        def save(s):
+            ckpt.save_checkpoint(run_dir, model, opt, s, spec, data_position=stream.position,
+                                 config_fingerprint={}, keep=2)
+
+        outcome = train(model, opt, sft_loss, stream.next, LoopSettings(iters=iters, report_every=1, seed=5),
+                        state, on_event=collect(events), save_checkpoint=save,
+                        should_stop=lambda: stop_at is not None and state.step >= stop_at)
+        losses = {e["step"]: e["train_loss"] for e in events if e["event"] == "train"}
+        return outcome, losses, adapter_weights(model)
+
+    _, unbroken, w_unbroken = run(12, run_dir=tmp_path / "a")
+    outcome, first_half, _ = run(12, stop_at=5, run_dir=tmp_path / "b")
+    assert outcome == "stopped"
+    assert [p.name for p in ckpt.list_checkpoints(tmp_path / "b")] == ["step-000005"]
+    _, second_half, w_resumed = run(12, run_dir=tmp_path / "b", resume=True)
+    assert sorted(second_half) == list(range(6, 13))
+    for step in range(1, 6):
+        assert first_half[step] == unbroken[step]
+    for step in range(6, 13):
+        assert second_half[step] == unbroken[step], step  # bit-identical
+    for k in w_unbroken:
+        assert mx.array_equal(w_unbroken[k], w_resumed[k]), k
