@@ -113,3 +113,15 @@ def describe() -> dict:
         dev = mx.device_info()
         info["metal_device"] = dev.get("device_name", "?")
     return info
+
+
+def matmul_gflops(n: int = 1024, repeats: int = 10) -> float:
+    """Measured f32 matmul rate of the default device (what training speed is bounded by)."""
+    import time
+
+    a = mx.random.normal((n, n))
+    mx.eval(a @ a)
+    t = time.perf_counter()
+    for _ in range(repeats):
+        mx.eval(a @ a)
+    return repeats * 2 * n**3 / (time.perf_counter() - t) / 1e9

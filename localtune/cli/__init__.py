@@ -1,0 +1,37 @@
+"""The command line: argument parsing and printing only; every command calls the engine."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from localtune.errors import LocaltuneError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from localtune.cli import chat_cmd, data_cmd, demo_cmd, doctor_cmd, models_cmd, runs_cmd, train_cmd
+
+    parser = argparse.ArgumentParser(
+        prog="localtune",
+        description="Instruction-tune a language model on this machine (LoRA SFT, DPO) with MLX.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in (train_cmd, data_cmd, models_cmd, chat_cmd, runs_cmd, doctor_cmd, demo_cmd):
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except LocaltuneError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,128 @@
+"""`localtune data check|stats|split|preview`: look at a dataset before training on it."""
+
+from __future__ import annotations
+
+import json
+
+
+def register(sub) -> None:
+    data = sub.add_parser("data", help="check, describe, split and preview datasets")
+    cmds = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+
+    check = cmds.add_parser("check", help="validate every row; problems as file:line: reason")
+    check.add_argument("files", nargs="+", metavar="FILE")
+    check.add_argument("--format", help="force a format instead of detecting it")
+    check.set_defaults(func=run_check)
+
+    stats = cmds.add_parser("stats", help="rows, token-length percentiles, over-long rows, duplicates")
+    stats.add_argument("file")
+    stats.add_argument("--model", help="tokenize with this model's tokenizer (default: SmolLM2)")
+    stats.add_argument("--max-seq-len", type=int, default=2048)
+    stats.add_argument("--format")
+    stats.add_argument("--no-tokens", action="store_true", help="skip tokenizing (no model needed)")
+    stats.add_argument("--json", action="store_true", help="print the numbers as JSON")
+    stats.set_defaults(func=run_stats)
+
+    split = cmds.add_parser("split", help="split a file into train.jsonl and valid.jsonl")
+    split.add_argument("file")
+    split.add_argument("--out", required=True, help="output directory")
+    split.add_argument("--valid-fraction", type=float, default=0.1)
+    split.add_argument("--seed", type=int, default=0)
+    split.set_defaults(func=run_split)
+
+    preview = cmds.add_parser("preview", help="show a row as the model sees it, trained tokens marked")
+    preview.add_argument("file")
+    preview.add_argument("--model", help="whose chat template and tokenizer (default: SmolLM2)")
+    preview.add_argument("--row", type=int, default=1, help="which usable row (1-based, default 1)")
+    preview.add_argument("--format")
+    preview.add_argument("--train-on-prompt", action="store_true")
+    preview.set_defaults(func=run_preview)
+
+
+def run_check(args) -> int:
+    from localtune.data import read_dataset
+    from localtune.errors import DataError
+
+    bad_files = 0
+    for path in args.files:
+        try:
+            ds = read_dataset(path, format=args.format)
+        except DataError as e:
+            print(f"error: {e}")
+            bad_files += 1
+            continue
+        for p in ds.problems:
+            print(p)
+        print(f"{path}: {ds.format} format, {ds.n_rows} rows, {len(ds.examples)} usable, "
+              f"{len(ds.problems)} problem{'s' if len(ds.problems) != 1 else ''}")
+        bad_files += bool(ds.problems)
+    return 1 if bad_files else 0
+
+
+def _tokenizer(model_spec):
+    from localtune.models import load_tokenizer_only
+
+    return load_tokenizer_only(model_spec)
+
+
+def run_stats(args) -> int:
+    from localtune.data import dataset_stats, read_dataset
+
+    ds = read_dataset(args.file, format=args.format)
+    tok = None if args.no_tokens else _tokenizer(args.model)
+    s = dataset_stats(ds, tok, max_seq_len=args.max_seq_len)
+    if args.json:
+        print(json.dumps(s, indent=2))
+        return 0
+    print(f"{s['path']}: {s['format']} format")
+    print(f"  rows {s['rows']}, usable {s['usable_rows']}, problems {s['problems']}")
+    t = s.get("turns", {})
+    if t:
+        print(f"  assistant turns {t.get('assistant_turns')}, multi-turn rows {t.get('multi_turn_rows')}")
+    for key in ("tokens", "trained_tokens"):
+        if key in s:
+            v = s[key]
+            print(f"  {key.replace('_', ' ')}: p50 {v['p50']}, p90 {v['p90']}, p99 {v['p99']}, "
+                  f"max {v['max']}, total {v['total']}")
+    if "over_max_seq_len" in s:
+        o = s["over_max_seq_len"]
+        lines = ", ".join(map(str, o["lines"]))
+        print(f"  over --max-seq-len {args.max_seq_len}: {o['count']}" + (f" (lines {lines})" if lines else ""))
+    d = s["duplicates"]
+    print(f"  duplicates: {d['count']}" + (f" (lines {', '.join(map(str, d['lines']))})" if d["count"] else ""))
+    return 0
+
+
+def run_split(args) -> int:
+    from localtune.data import split_dataset
+
+    train, valid = split_dataset(args.file, args.out, valid_fraction=args.valid_fraction, seed=args.seed)
+    print(f"train: {train}\nvalid: {valid}")
+    return 0
+
+
+def run_preview(args) -> int:
+    from rich.console import Console
+    from rich.text import Text
+
+    from localtune.data import preview_segments, read_dataset
+    from localtune.errors import DataError
+
+    ds = read_dataset(args.file, format=args.format)
+    if not 1 <= args.row <= len(ds.examples):
+        raise DataError(f"{args.file}: --row {args.row} out of range (1..{len(ds.examples)} usable rows)")
+    ex = ds.examples[args.row - 1]
+    segments = preview_segments(ex, _tokenizer(args.model), train_on_prompt=args.train_on_prompt)
+    console = Console()
+    console.print(f"{ex.source}:{ex.line} ({ex.format}); [reverse green]trained tokens[/] highlighted, "
+                  "the rest is context", highlight=False)
+    text = Text()
+    for piece, trained in segments:
+        text.append(piece, style="reverse green" if trained else "dim")
+    console.print(text)
+    if not console.is_terminal:  # no colours in a pipe: say which parts are trained
+        print("\ntrained parts:")
+        for piece, trained in segments:
+            if trained:
+                print(f"  {piece!r}")
+    return 0

@@ -1,0 +1,96 @@
+"""Show training events: a rich progress bar on a terminal, plain lines otherwise (logs, TUI)."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+MAX_PROBLEMS_SHOWN = 10
+
+
+class TrainingDisplay:
+    def __init__(self, console: Console | None = None):
+        self.console = console or Console(stderr=False)
+        self.live = self.console.is_terminal
+        self.progress: Progress | None = None
+        self.task = None
+        self.problems = 0
+        self.last = {"loss": "-", "val": "-", "tps": "-"}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        if self.progress:
+            self.progress.stop()
+            self.progress = None
+
+    def _fields(self) -> str:
+        return f"loss {self.last['loss']}  val {self.last['val']}  {self.last['tps']} tok/s"
+
+    def __call__(self, e: dict) -> None:
+        kind = e.get("event")
+        if kind == "data_problem":
+            self.problems += 1
+            if self.problems <= MAX_PROBLEMS_SHOWN:
+                self.console.print(f"[yellow]skipped[/] {e['message']}", highlight=False)
+            elif self.problems == MAX_PROBLEMS_SHOWN + 1:
+                self.console.print("[yellow]... more problems: run `localtune data check FILE`[/]")
+        elif kind == "data":
+            extra = "".join(f", {e[k]} {k}" for k in ("problems", "truncated", "dropped") if e.get(k))
+            self.console.print(f"{e['file']}: {e['path']} ({e['format']}): {e['usable']} rows, "
+                               f"{e['tokens']} tokens{extra}", highlight=False)
+        elif kind == "download":
+            self.console.print(f"downloading {e.get('repo', '')} {e.get('message', '')}", highlight=False)
+        elif kind == "import":
+            self.console.print(f"importing {e.get('source', '')} -> {e.get('dest', '')}", highlight=False)
+        elif kind == "model":
+            self.console.print(f"model: {e['path']}", highlight=False)
+        elif kind == "resumed":
+            self.console.print(f"resumed at step {e['step']} from {e['checkpoint']}", highlight=False)
+        elif kind == "start":
+            self.console.print(f"run: {e['run']}  ({e['trainable_params']:,} trainable of "
+                               f"{e['total_params']:,} parameters, {e['iters']} steps)", highlight=False)
+            if self.live:
+                self.progress = Progress(
+                    TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                    TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                    console=self.console,
+                )
+                self.progress.start()
+                self.task = self.progress.add_task("train", total=e["iters"], completed=e["step"],
+                                                   info=self._fields())
+        elif kind == "train":
+            loss = e.get("train_loss")
+            self.last["loss"] = f"{loss:.3f}" if loss is not None else "nan"
+            self.last["tps"] = f"{e['tokens_per_sec']:.0f}"
+            self._update(e["step"], e)
+        elif kind == "val":
+            self.last["val"] = f"{e['val_loss']:.3f}"
+            self._update(e["step"], e, line=True)
+        elif kind == "checkpoint":
+            if not self.live:
+                self.console.print(f"checkpoint {e['path']}", highlight=False)
+        elif kind == "stopped":
+            self.close()
+            self.console.print(f"[yellow]stopped at step {e['step']}; checkpoint saved[/]")
+        elif kind == "skipped":
+            self.console.print(f"[yellow]step {e['step']}: skipped batch ({e['reason']})[/]")
+
+    def _update(self, step: int, e: dict, line: bool = False) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, completed=step, info=self._fields())
+            if line:
+                self.progress.console.print(f"step {step}: val loss {e['val_loss']:.3f}", highlight=False)
+        else:
+            extra = {k: v for k, v in e.items() if k.startswith(("reward", "val_reward", "margin"))}
+            tail = "".join(f"  {k} {v:.3f}" for k, v in extra.items() if isinstance(v, float))
+            self.console.print(f"{time.strftime('%H:%M:%S')} step {step}: {self._fields()}{tail}",
+                               highlight=False)
+            sys.stdout.flush()

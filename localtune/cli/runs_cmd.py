@@ -1,0 +1,24 @@
+"""`localtune runs`: list run directories with status and final losses."""
+
+from __future__ import annotations
+
+
+def register(sub) -> None:
+    p = sub.add_parser("runs", help="list training runs")
+    p.add_argument("--root", default="adapters", help="where run directories live (default: adapters)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from localtune.runs import list_runs
+
+    runs = list_runs(args.root)
+    if not runs:
+        print(f"no runs under {args.root}/")
+        return 0
+    print(f"{'run':<32} {'kind':<5} {'status':<12} {'step':>6} {'train':>7} {'val':>7}")
+    for r in runs:
+        fmt = lambda x: f"{x:.3f}" if isinstance(x, (int, float)) else "-"  # noqa: E731
+        print(f"{r['name']:<32} {r.get('kind', '?'):<5} {r['status']:<12} {r.get('step', '-')!s:>6} "
+              f"{fmt(r['final_train_loss']):>7} {fmt(r['final_val_loss']):>7}")
+    return 0

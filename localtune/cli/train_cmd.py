@@ -1,0 +1,111 @@
+"""`localtune train sft|dpo`: flags layered over a YAML config over built-in defaults."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+from dataclasses import MISSING, fields
+
+from localtune.cli.progress import TrainingDisplay
+
+# Flags users script against have fixed spellings: the field name with dashes.
+NOT_FLAGS = {"report_every"}  # YAML-only knobs
+
+
+def add_config_flags(parser: argparse.ArgumentParser, cls) -> None:
+    for f in fields(cls):
+        if f.name in NOT_FLAGS:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f.metadata.get("help", "")
+        default = f.default if f.default is not MISSING else None
+        if default is not None and not isinstance(default, tuple):
+            help_text += f" (default: {default})"
+        kw = {"default": None, "help": help_text, "dest": f.name}
+        t = f.type if isinstance(f.type, str) else str(f.type)
+        if isinstance(default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
+            continue
+        if "choices" in f.metadata:
+            kw["choices"] = f.metadata["choices"]
+        if "nargs" in f.metadata:
+            kw["nargs"] = f.metadata["nargs"]
+        if t.startswith("int") or isinstance(default, int):
+            kw["type"] = int
+        elif t.startswith("float") or isinstance(default, float):
+            kw["type"] = float
+        parser.add_argument(flag, **kw)
+
+
+def register(sub) -> None:
+    from localtune.config import TrainConfig
+
+    train = sub.add_parser("train", help="train an adapter (sft, dpo)")
+    kinds = train.add_subparsers(dest="kind", metavar="KIND", required=True)
+    sft = kinds.add_parser("sft", help="supervised fine-tuning with LoRA/QLoRA/DoRA",
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _common(sft)
+    add_config_flags(sft, TrainConfig)
+    sft.set_defaults(func=run_sft)
+    try:
+        from localtune.cli import dpo_flags
+    except ImportError:
+        return
+    dpo_flags.register(kinds, _common)
+
+
+def _common(p) -> None:
+    p.add_argument("--config", help="YAML file of options (flags given here override it)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+
+
+class StopFlag:
+    """First Ctrl-C (or SIGTERM): ask the loop to checkpoint and stop. Second Ctrl-C: abort."""
+
+    def __init__(self):
+        self.requested = False
+
+    def __call__(self) -> bool:
+        return self.requested
+
+    def install(self):
+        def handler(signum, frame):
+            if self.requested and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            self.requested = True
+
+        signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGTERM, handler)
+        return self
+
+
+def overrides_from(args, cls) -> dict:
+    return {f.name: getattr(args, f.name, None) for f in fields(cls) if getattr(args, f.name, None) is not None}
+
+
+def execute(args, cls, task_factory) -> int:
+    from localtune.config import build_config
+    from localtune.errors import LocaltuneError
+    from localtune.train.session import run_training
+
+    overrides = overrides_from(args, cls)
+    if args.resume:
+        cfg = None
+    else:
+        cfg = build_config(args.config, overrides, cls=cls)
+        if not cfg.data:
+            raise LocaltuneError("no training data: give --data FILE (or data: in --config)")
+    stop = StopFlag().install()
+    with TrainingDisplay() as show:
+        run = run_training(cfg, task_factory, resume=args.resume, on_event=show, should_stop=stop,
+                           overrides=overrides, cfg_cls=cls)
+    print(f"adapter: {run}")
+    print(f"chat with it: localtune chat --adapter {run}")
+    return 0
+
+
+def run_sft(args) -> int:
+    from localtune.config import TrainConfig
+    from localtune.train.sft import sft_task
+
+    return execute(args, TrainConfig, sft_task)
