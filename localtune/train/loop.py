@@ -125,6 +125,8 @@ def train(
                   "val_time": time.perf_counter() - t})
     while state.step < settings.iters:
         if should_stop():
+            if window["steps"]:  # the partial window's loss, so the curve ends where the run did
+                on_event(_report(state, window, optimizer))
             if save_checkpoint:
                 save_checkpoint(state)
             on_event({"event": "stopped", "step": state.step})

@@ -67,7 +67,7 @@ def test_sft_lowers_validation_loss_and_writes_a_run_mlx_lm_loads(tiny_model_dir
 
 
 def test_stop_then_resume_matches_unbroken(tiny_model_dir, data, tmp_path):
-    cfg = dict(iters=20, lora_dropout=0.1, eval_every=0)
+    cfg = dict(iters=20, lora_dropout=0.1, eval_every=0, report_every=1)  # compare every step
     unbroken = []
     run_training(config(tiny_model_dir, data, tmp_path / "a", **cfg), sft_task, on_event=unbroken.append)
 
