@@ -105,3 +105,36 @@ def test_resume_matches_an_unbroken_run(tiny_model_dir, tmp_path):
         assert second_half[step] == unbroken[step], step  # bit-identical
     for k in w_unbroken:
         assert mx.array_equal(w_unbroken[k], w_resumed[k]), k
+
+
+def test_grad_checkpointing_gives_the_same_training(tiny_model_dir):
+    from localtune.train.memory import enable_grad_checkpoint
+
+    rows = toy_rows(12, seed=4)
+    results = []
+    for checkpointed in (False, True):
+        model = fresh_model(tiny_model_dir)
+        if checkpointed:
+            enable_grad_checkpoint(model.layers)
+            assert type(model.layers[0]).__name__ == "TransformerBlock"  # names kept: adapters stay compatible
+        stream = BatchStream(rows, 4, seed=0)
+        events = []
+        train(model, optim.Adam(learning_rate=1e-2), sft_loss, stream.next, LoopSettings(iters=4, report_every=1),
+              LoopState(), on_event=collect(events))
+        results.append(([e["train_loss"] for e in events], adapter_weights(model)))
+    (loss_a, w_a), (loss_b, w_b) = results
+    np.testing.assert_allclose(loss_a, loss_b, atol=1e-5)
+    for k in w_a:
+        np.testing.assert_allclose(np.array(w_a[k]), np.array(w_b[k]), atol=1e-5)
+    # Another model of the same class in the process is untouched by the per-instance patch.
+    other = fresh_model(tiny_model_dir)
+    assert not getattr(type(other.layers[0]), "_localtune_checkpointed", False)
+
+
+def test_iters_from_epochs():
+    from localtune.config import TrainConfig
+    from localtune.train.session import _iters
+
+    assert _iters(TrainConfig(iters=7), 100) == 7
+    assert _iters(TrainConfig(), 30) == 30  # one epoch by default
+    assert _iters(TrainConfig(epochs=2.5, grad_accum=2), 30) == 38  # ceil(2.5 * 30 / 2)
