@@ -11,7 +11,8 @@ def register(sub) -> None:
 
     check = cmds.add_parser("check", help="validate every row; problems as file:line: reason")
     check.add_argument("files", nargs="+", metavar="FILE")
-    check.add_argument("--format", help="force a format instead of detecting it")
+    check.add_argument("--format", help="force a format instead of detecting it "
+                       "('preference' for DPO pairs)")
     check.set_defaults(func=run_check)
 
     stats = cmds.add_parser("stats", help="rows, token-length percentiles, over-long rows, duplicates")
@@ -40,13 +41,12 @@ def register(sub) -> None:
 
 
 def run_check(args) -> int:
-    from localtune.data import read_dataset
     from localtune.errors import DataError
 
     bad_files = 0
     for path in args.files:
         try:
-            ds = read_dataset(path, format=args.format)
+            ds = _read(path, args.format)
         except DataError as e:
             print(f"error: {e}")
             bad_files += 1
@@ -59,6 +59,25 @@ def run_check(args) -> int:
     return 1 if bad_files else 0
 
 
+def _is_preference(path, fmt) -> bool:
+    from localtune.data.preferences import FORMAT, looks_like_preferences
+
+    if fmt:
+        return fmt.strip().lower() == FORMAT
+    try:
+        return looks_like_preferences(path)
+    except Exception:  # unreadable: let read_dataset report it as before
+        return False
+
+
+def _read(path, fmt):
+    """A DatasetFile for SFT data, or for DPO preference pairs (rows with chosen/rejected)."""
+    from localtune.data import read_dataset
+    from localtune.data.preferences import read_preferences
+
+    return read_preferences(path) if _is_preference(path, fmt) else read_dataset(path, format=fmt)
+
+
 def _tokenizer(model_spec):
     from localtune.models import load_tokenizer_only
 
@@ -68,6 +87,8 @@ def _tokenizer(model_spec):
 def run_stats(args) -> int:
     from localtune.data import dataset_stats, read_dataset
 
+    if _is_preference(args.file, args.format):
+        return _preference_stats(args)
     ds = read_dataset(args.file, format=args.format)
     tok = None if args.no_tokens else _tokenizer(args.model)
     s = dataset_stats(ds, tok, max_seq_len=args.max_seq_len)
@@ -90,6 +111,33 @@ def run_stats(args) -> int:
         print(f"  over --max-seq-len {args.max_seq_len}: {o['count']}" + (f" (lines {lines})" if lines else ""))
     d = s["duplicates"]
     print(f"  duplicates: {d['count']}" + (f" (lines {', '.join(map(str, d['lines']))})" if d["count"] else ""))
+    return 0
+
+
+def _preference_stats(args) -> int:
+    from localtune.data.preferences import preference_stats, read_preferences
+
+    ds = read_preferences(args.file)
+    tok = None if args.no_tokens else _tokenizer(args.model)
+    s = preference_stats(ds, tok, max_seq_len=args.max_seq_len)
+    if args.json:
+        print(json.dumps(s, indent=2))
+        return 0
+    print(f"{s['path']}: {s['format']} pairs ({', '.join(f'{k} {v}' for k, v in s['formats'].items())})")
+    print(f"  rows {s['rows']}, usable {s['usable_rows']}, problems {s['problems']}, "
+          f"multi-turn prompts {s['multi_turn_prompts']}")
+    ident = s["identical_pairs"]
+    print(f"  chosen == rejected: {ident['count']}"
+          + (f" (lines {', '.join(map(str, ident['lines']))})" if ident["count"] else ""))
+    for key in ("tokens", "chosen_tokens", "rejected_tokens"):
+        if key in s:
+            v = s[key]
+            print(f"  {key.replace('_', ' ')}: p50 {v['p50']}, p90 {v['p90']}, p99 {v['p99']}, "
+                  f"max {v['max']}, total {v['total']}")
+    if "over_max_seq_len" in s:
+        o = s["over_max_seq_len"]
+        lines = ", ".join(map(str, o["lines"]))
+        print(f"  over --max-seq-len {args.max_seq_len}: {o['count']}" + (f" (lines {lines})" if lines else ""))
     return 0
 
 

@@ -94,7 +94,7 @@ def run_training(
     def emit(event: dict) -> None:
         if event.get("event") in ("train", "val", "skipped"):
             run.append_metric(event)
-        if event.get("event") in ("data_problem", "data", "stopped", "checkpoint", "model"):
+        if event.get("event") in ("data_problem", "data", "stopped", "checkpoint", "model", "reference"):
             run.log(" ".join(f"{k}={v}" for k, v in event.items()))
         on_event(event)
 

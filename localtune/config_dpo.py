@@ -1,0 +1,69 @@
+"""DPO configuration: every SFT option plus the preference-loss knobs, checked on construction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from localtune.config import TrainConfig, _f
+from localtune.errors import LocaltuneError
+
+LOSSES = ("sigmoid", "ipo", "hinge", "orpo", "simpo")
+REFERENCE_FREE = ("orpo", "simpo")  # these never look at a reference policy
+REF_MODES = ("cached", "live")
+
+
+@dataclass(frozen=True)
+class DPOConfig(TrainConfig):
+    beta: float = _f(0.1, "preference strength: DPO/IPO/hinge temperature beta; SimPO's reward "
+                          "scale (its paper uses 2.0-2.5)")
+    loss: str = _f("sigmoid", "preference loss", choices=LOSSES)
+    label_smoothing: float = _f(0.0, "sigmoid loss only: assumed fraction of flipped labels "
+                                     "(conservative DPO), in [0, 0.5)")
+    ref: str = _f("cached", "reference log-probs: computed once before training and stored in the "
+                            "run (cached), or by a second no-grad forward each step (live)",
+                  choices=REF_MODES)
+    orpo_lambda: float = _f(0.1, "ORPO: weight of the odds-ratio term added to the chosen NLL")
+    simpo_gamma: float = _f(0.5, "SimPO: target reward margin gamma")
+
+    def __post_init__(self):
+        # YAML values for these fields bypass config._coerce (it only knows TrainConfig's fields).
+        problems = []
+        for f in fields(self):
+            if f.name not in DPO_FIELDS:
+                continue
+            value = getattr(self, f.name)
+            if isinstance(f.default, float):
+                if isinstance(value, str):
+                    try:
+                        value = float(value)
+                    except ValueError:
+                        pass
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    problems.append(f"{f.name} must be a number (got {value!r})")
+                    continue
+                object.__setattr__(self, f.name, float(value))
+            elif f.metadata.get("choices") and value not in f.metadata["choices"]:
+                problems.append(f"{f.name} must be one of {', '.join(f.metadata['choices'])} "
+                                f"(got {value!r})")
+        if not problems:
+            if self.beta <= 0:
+                problems.append("beta must be > 0")
+            if not 0 <= self.label_smoothing < 0.5:
+                problems.append("label_smoothing must be in [0, 0.5)")
+            if self.label_smoothing and self.loss != "sigmoid":
+                problems.append(f"label_smoothing applies to the sigmoid loss only (loss is {self.loss})")
+            if self.orpo_lambda < 0:
+                problems.append("orpo_lambda must be >= 0")
+        if self.train_on_prompt:
+            problems.append("train_on_prompt does not apply to DPO (the loss is on the responses)")
+        if self.format is not None:
+            problems.append("format does not apply to DPO (preference files are detected by their keys)")
+        if problems:
+            raise LocaltuneError("bad configuration: " + "; ".join(problems))
+
+    @property
+    def uses_reference(self) -> bool:
+        return self.loss not in REFERENCE_FREE
+
+
+DPO_FIELDS = {"beta", "loss", "label_smoothing", "ref", "orpo_lambda", "simpo_gamma"}

@@ -1,0 +1,260 @@
+"""Preference tuning: the DPO-family losses as pure functions of per-sequence log-probs, the pair
+batches (chosen and rejected of a batch in ONE forward pass), and the Task for train.session.
+
+Notation: pc/pr = policy log-prob sums of chosen/rejected responses, rc/rr = the reference's,
+lc/lr = response lengths in tokens. Every loss returns one value per pair.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+import localtune  # noqa: F401
+import mlx.core as mx
+
+from localtune.train.reference import (
+    cached_reference,
+    eval_mode,
+    live_reference,
+    sequence_logps,
+    starting_adapter,
+)
+
+__all__ = ["sigmoid_loss", "ipo_loss", "hinge_loss", "orpo_loss", "simpo_loss", "sequence_logps",
+           "PairBatch", "PairStream", "PreferenceLoss", "dpo_task", "preference_accuracy"]
+
+
+def _log_sigmoid(x):
+    return -mx.logaddexp(mx.zeros_like(x), -x)  # stable for large |x|
+
+
+# --- losses -------------------------------------------------------------------------------------
+
+def sigmoid_loss(pc, pr, rc, rr, beta: float, label_smoothing: float = 0.0):
+    """DPO, Rafailov et al. 2023 eq. 7: -log σ(β[(log π(y_w) - log π_ref(y_w)) - (log π(y_l) -
+    log π_ref(y_l))]); with label smoothing ε (cDPO, Mitchell 2023): (1-ε)·that + ε·(-log σ(-h))."""
+    h = beta * ((pc - rc) - (pr - rr))
+    return -(1 - label_smoothing) * _log_sigmoid(h) - label_smoothing * _log_sigmoid(-h)
+
+
+def ipo_loss(pc, pr, rc, rr, lc, lr, beta: float):
+    """IPO, Azar et al. 2023 eq. 17: (h - 1/(2β))², h the difference of log-ratios computed with
+    length-averaged log-probs (as the IPO paper's token-level form and TRL do)."""
+    h = (pc - rc) / lc - (pr - rr) / lr
+    return (h - 1 / (2 * beta)) ** 2
+
+
+def hinge_loss(pc, pr, rc, rr, beta: float):
+    """Hinge (SLiC-HF, Zhao et al. 2023) on DPO's log-ratio difference h: relu(1 - β·h)."""
+    h = (pc - rc) - (pr - rr)
+    return mx.maximum(1 - beta * h, 0.0)
+
+
+def _log_odds(avg_logp):
+    # log(p / (1 - p)) with p = exp(avg log-prob); the clamp keeps p -> 1 finite.
+    return avg_logp - mx.log(mx.maximum(-mx.expm1(avg_logp), 1e-30))
+
+
+def orpo_loss(pc, pr, lc, lr, lam: float):
+    """ORPO, Hong et al. 2024 eqs. 6-7: NLL(y_w) + λ·(-log σ(log odds(y_w) - log odds(y_l))), with
+    the NLL and the odds from length-averaged log-probs. Reference-free."""
+    ac, ar = pc / lc, pr / lr
+    return -ac - lam * _log_sigmoid(_log_odds(ac) - _log_odds(ar))
+
+
+def simpo_loss(pc, pr, lc, lr, beta: float, gamma: float):
+    """SimPO, Meng et al. 2024 eq. 6: -log σ(β/|y_w| log π(y_w) - β/|y_l| log π(y_l) - γ).
+    Reference-free."""
+    return -_log_sigmoid(beta * pc / lc - beta * pr / lr - gamma)
+
+
+def rewards(loss: str, pc, pr, rc, rr, lc, lr, *, beta: float, orpo_lambda: float):
+    """Implicit rewards per pair, from the same log-probs the loss uses: β·log-ratio for DPO/hinge
+    (length-averaged for IPO); coefficient·average log-prob for the reference-free losses."""
+    if loss in ("sigmoid", "hinge"):
+        return beta * (pc - rc), beta * (pr - rr)
+    if loss == "ipo":
+        return beta * (pc - rc) / lc, beta * (pr - rr) / lr
+    coef = orpo_lambda if loss == "orpo" else beta
+    return coef * pc / lc, coef * pr / lr
+
+
+def pair_losses(cfg, pc, pr, rc, rr, lc, lr):
+    if cfg.loss == "sigmoid":
+        return sigmoid_loss(pc, pr, rc, rr, cfg.beta, cfg.label_smoothing)
+    if cfg.loss == "ipo":
+        return ipo_loss(pc, pr, rc, rr, lc, lr, cfg.beta)
+    if cfg.loss == "hinge":
+        return hinge_loss(pc, pr, rc, rr, cfg.beta)
+    if cfg.loss == "orpo":
+        return orpo_loss(pc, pr, lc, lr, cfg.orpo_lambda)
+    return simpo_loss(pc, pr, lc, lr, cfg.beta, cfg.simpo_gamma)
+
+
+# --- batches ------------------------------------------------------------------------------------
+
+@dataclass
+class PairBatch:
+    """B pairs as one (2B, L) batch: rows 0..B-1 chosen, rows B..2B-1 the matching rejected."""
+
+    ids: mx.array
+    mask: mx.array
+    lengths: list[int]
+    rows: list[int]  # pair indices
+    ref: mx.array | None  # (2B,) cached reference log-prob sums, same row order
+
+    @property
+    def ntokens(self) -> int:
+        return int(sum(self.lengths))
+
+
+def collate_pairs(pairs, indices: list[int], ref=None) -> PairBatch:
+    from localtune.data.batching import collate
+
+    seqs = [(pairs[i].chosen_ids, pairs[i].chosen_mask) for i in indices]
+    seqs += [(pairs[i].rejected_ids, pairs[i].rejected_mask) for i in indices]
+    b = collate(seqs, list(range(len(seqs))))
+    r = None if ref is None else mx.array(np.concatenate([ref[0][indices], ref[1][indices]]))
+    return PairBatch(b.ids, b.mask, b.lengths, list(indices), r)
+
+
+class PairStream:
+    """Endless pair batches: the SFT stream's epoch order (a pure function of seed and epoch, so
+    resume replays it; bucketed once per epoch, never re-sorted per step) over pair lengths."""
+
+    def __init__(self, pairs, batch_size: int, seed: int, ref=None):
+        if not pairs:
+            raise ValueError("no pairs to batch")
+        self.pairs, self.batch_size, self.seed, self.ref = pairs, batch_size, seed, ref
+        self.lengths = [p.length for p in pairs]
+        self.epoch = self.index = 0
+        self._order = self._epoch_order()
+
+    def _epoch_order(self):
+        from localtune.data.batching import epoch_order
+
+        return epoch_order(self.lengths, self.batch_size, self.seed, self.epoch)
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return len(self._order)
+
+    @property
+    def position(self) -> dict:
+        return {"epoch": self.epoch, "index": self.index}
+
+    def seek(self, position: dict) -> None:
+        self.epoch, self.index = int(position["epoch"]), int(position["index"])
+        self._order = self._epoch_order()
+
+    def next(self) -> PairBatch:
+        if self.index >= len(self._order):
+            self.epoch, self.index = self.epoch + 1, 0
+            self._order = self._epoch_order()
+        batch = collate_pairs(self.pairs, self._order[self.index], self.ref)
+        self.index += 1
+        return batch
+
+
+def eval_pair_batches(pairs, batch_size: int, limit: int = -1, ref=None):
+    order = sorted(range(len(pairs)), key=lambda i: pairs[i].length)
+    groups = [order[j: j + batch_size] for j in range(0, len(order), batch_size)]
+    for g in groups[:limit] if limit > 0 else groups:
+        yield collate_pairs(pairs, g, ref)
+
+
+# --- the loss the loop calls --------------------------------------------------------------------
+
+class PreferenceLoss:
+    """loss_fn(model, batch) -> (mean loss over pairs, number of pairs, metrics).
+
+    Returning the pair count as the loop's weight makes gradient accumulation and the averaged
+    metrics exact per pair (the loop weights by it)."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.start_weights = None  # the starting SFT adapter, for the live reference
+
+    def __call__(self, model, batch: PairBatch):
+        cfg = self.cfg
+        b = len(batch.rows)
+        logps, ntok = sequence_logps(model, batch.ids, batch.mask)
+        pc, pr, lc, lr = logps[:b], logps[b:], ntok[:b], ntok[b:]
+        if not cfg.uses_reference:
+            ref = mx.zeros_like(logps)
+        elif batch.ref is not None:
+            ref = batch.ref
+        else:
+            ref = live_reference(model, batch.ids, batch.mask, self.start_weights)
+        rc, rr = ref[:b], ref[b:]
+        losses = pair_losses(cfg, pc, pr, rc, rr, lc, lr)
+        wc, wr = rewards(cfg.loss, pc, pr, rc, rr, lc, lr, beta=cfg.beta, orpo_lambda=cfg.orpo_lambda)
+        metrics = {"reward_accuracy": (wc > wr).astype(mx.float32).mean(), "reward_chosen": wc.mean(),
+                   "reward_rejected": wr.mean(), "reward_margin": (wc - wr).mean()}
+        if cfg.uses_reference:
+            # KL-ish drift: how far the policy moved from the reference on chosen, per token.
+            metrics["logp_drift"] = ((pc - rc) / lc).mean()
+        metrics = {k: mx.stop_gradient(v) for k, v in metrics.items()}
+        return losses.mean(), mx.array(float(b)), metrics
+
+
+def dpo_task(cfg):
+    """The DPO Task for train.session: preference pairs, a reference (cached or live), the loss."""
+    from localtune.data.preferences import load_pairs
+    from localtune.train.session import Task
+
+    loss_fn = PreferenceLoss(cfg)
+
+    def make_train(model, tokenizer, cfg, run_dir, emit):
+        opts = dict(max_seq_len=cfg.max_seq_len, overlong=cfg.overlong, on_event=emit)
+        pairs = load_pairs(cfg.data, tokenizer, role="train", **opts)
+        vpairs = load_pairs(cfg.valid, tokenizer, role="valid", **opts) if cfg.valid else None
+        loss_fn.start_weights = starting_adapter(cfg.adapter)
+        extra = {"train_pairs": len(pairs), "reference": cfg.ref if cfg.uses_reference else "none"}
+        ref = vref = None
+        if cfg.uses_reference and cfg.ref == "cached":
+            def cache(ps, role):
+                return cached_reference(model, ps, run_dir, role=role, batch_size=cfg.batch_size,
+                                        start_weights=loss_fn.start_weights, adapter_dir=cfg.adapter,
+                                        on_event=emit)
+            ref = cache(pairs, "train")
+            vref = cache(vpairs, "valid") if vpairs else None
+        stream = PairStream(pairs, cfg.batch_size, cfg.seed, ref)
+        valid = None
+        if vpairs:
+            valid = lambda: eval_pair_batches(vpairs, cfg.batch_size, cfg.val_batches, vref)  # noqa: E731
+            extra["valid_pairs"] = len(vpairs)
+        return stream, valid, extra
+
+    return Task("dpo", loss_fn, make_train)
+
+
+# --- evaluation for demos -----------------------------------------------------------------------
+
+def preference_accuracy(model, tokenizer, path, *, batch_size: int = 8, max_seq_len: int = 2048,
+                        length_normalized: bool = True, relative_to_base: bool = False) -> dict:
+    """How often the model prefers chosen over rejected on a pairs file (ties count as wrong).
+
+    Default, reference-free: chosen's average per-token log-prob (the sum with
+    length_normalized=False) above rejected's; meaningful before any training, but dominated by
+    content and length. relative_to_base=True scores DPO's implicit reward instead: the log-prob
+    gain over the same model with its adapters switched off (the base), which is what DPO trains
+    (an SFT adapter already scores above 0 here; a fresh adapter scores 0)."""
+    from localtune.data.preferences import load_pairs
+
+    pairs = load_pairs(str(path), tokenizer, max_seq_len=max_seq_len)
+    wins, margins = [], []
+    with eval_mode(model):
+        for batch in eval_pair_batches(pairs, batch_size):
+            logps, ntok = sequence_logps(model, batch.ids, batch.mask)
+            if relative_to_base:
+                logps = logps - live_reference(model, batch.ids, batch.mask)
+            if length_normalized:
+                logps = logps / ntok
+            b = len(batch.rows)
+            diff = np.array(logps[:b] - logps[b:])
+            wins += list(diff > 0)
+            margins += list(diff)
+    return {"accuracy": float(np.mean(wins)), "pairs": len(pairs), "mean_margin": float(np.mean(margins))}

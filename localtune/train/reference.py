@@ -1,0 +1,184 @@
+"""The DPO reference policy without a second model: the starting weights, recovered in place.
+
+Starting from the base, the reference is the model with every adapter switched off. Starting from
+an SFT run's adapter, it is the model with that adapter's saved weights swapped back in (adapters
+are tiny, so the copy costs nothing). `cached` mode runs the reference once over the data before
+training and stores the per-sequence log-probs in the run directory, keyed by a hash of the
+tokenized pairs and the starting weights, so resumes and later runs over the same data reuse them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+import localtune  # noqa: F401
+import mlx.core as mx
+import mlx.nn as nn
+from mlx.utils import tree_flatten
+
+from localtune.fsutil import atomic_save_safetensors, atomic_write_bytes
+from localtune.lora import ADAPTER_FILE, ADAPTER_LEAVES, CONFIG_FILE, adapter_layers, adapter_weights
+
+CACHE_DIR = "reference"
+CACHE_VERSION = "1"  # bump when what is stored (or how it is computed) changes
+SAMPLES_PER_TENSOR = 4096  # elements of each base weight that go into its fingerprint
+
+
+def starting_adapter(adapter_dir: str | Path | None) -> dict[str, mx.array] | None:
+    """The SFT adapter the run starts from, read from its file (not from the model, which may
+    already hold a resumed checkpoint). None when starting from the base."""
+    if not adapter_dir:
+        return None
+    return dict(mx.load(str(Path(adapter_dir) / ADAPTER_FILE)))
+
+
+@contextmanager
+def eval_mode(model: nn.Module):
+    """No dropout inside the block; then every module's own flag back. (Not model.train(prev):
+    mlx_lm loads models in eval mode while our LoRA layers are in train mode, and a blanket
+    restore would silently turn LoRA dropout off.)"""
+    flags = [(m, m.training) for _, m in model.named_modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, flag in flags:
+            m._set_training_mode(flag)
+
+
+@contextmanager
+def reference_policy(model: nn.Module, start_weights: dict | None = None):
+    """Inside the block the model computes the reference policy: adapters off (base start) or the
+    starting adapter swapped in; no dropout. Everything is put back on exit, including the exact
+    arrays being traced by a surrounding value_and_grad, so gradients still flow to them."""
+    layers = adapter_layers(model)
+    enabled = [layer.adapter_enabled for layer in layers]
+    current = adapter_weights(model) if start_weights is not None else None
+    if start_weights is None:
+        for layer in layers:
+            layer.adapter_enabled = False
+    else:
+        model.load_weights(list(start_weights.items()), strict=False)
+    try:
+        with eval_mode(model):
+            yield model
+    finally:
+        if current is not None:
+            model.load_weights(list(current.items()), strict=False)
+        for layer, on in zip(layers, enabled):
+            layer.adapter_enabled = on
+
+
+def sequence_logps(model: nn.Module, ids: mx.array, mask: mx.array):
+    """Per-sequence sum of log p(target) over masked tokens, and the count of those tokens.
+    mask[:, i] marks token i as a target predicted from tokens < i (SFT's convention)."""
+    targets = ids[:, 1:]
+    m = mask[:, 1:].astype(mx.float32)
+    logits = model(ids[:, :-1]).astype(mx.float32)
+    logp = -nn.losses.cross_entropy(logits, targets)
+    return (logp * m).sum(axis=1), m.sum(axis=1)
+
+
+def live_reference(model, ids, mask, start_weights=None) -> mx.array:
+    """Reference log-prob sums for a batch: one extra forward pass, no gradient."""
+    with reference_policy(model, start_weights):
+        ref, _ = sequence_logps(model, ids, mask)
+    return mx.stop_gradient(ref)
+
+
+def compute_reference(model, pairs, batch_size: int, start_weights=None) -> tuple[np.ndarray, np.ndarray]:
+    """Reference log-prob sums of every pair's chosen and rejected sequence, in `pairs` order."""
+    from localtune.data.batching import collate
+
+    chosen = np.zeros(len(pairs), np.float32)
+    rejected = np.zeros(len(pairs), np.float32)
+    order = sorted(range(len(pairs)), key=lambda i: pairs[i].length)  # little padding
+    with reference_policy(model, start_weights):
+        for start in range(0, len(order), batch_size):
+            idx = order[start: start + batch_size]
+            seqs = [(pairs[i].chosen_ids, pairs[i].chosen_mask) for i in idx]
+            seqs += [(pairs[i].rejected_ids, pairs[i].rejected_mask) for i in idx]
+            batch = collate(seqs, list(range(len(seqs))))
+            ref, _ = sequence_logps(model, batch.ids, batch.mask)
+            ref = np.array(ref)
+            chosen[idx], rejected[idx] = ref[: len(idx)], ref[len(idx):]
+    return chosen, rejected
+
+
+def base_fingerprint(model: nn.Module) -> str:
+    """A cheap, strong fingerprint of the frozen base weights: shape, dtype and an evenly strided
+    sample of every tensor (any real change to a model moves nearly every element)."""
+    h = hashlib.sha256()
+    for name, p in tree_flatten(model.parameters()):
+        if name.rsplit(".", 1)[-1] in ADAPTER_LEAVES:
+            continue
+        flat = p.reshape(-1)
+        sample = flat[:: max(1, flat.size // SAMPLES_PER_TENSOR)]
+        if mx.issubdtype(sample.dtype, mx.floating):
+            sample = sample.astype(mx.float32)  # numpy has no bfloat16
+        # LoRA wraps a linear as <name>.linear: the same base weights whatever the adapter layout.
+        h.update(f"{name.replace('.linear.', '.')}:{p.shape}:{p.dtype}".encode())
+        h.update(np.array(sample).tobytes())
+    return h.hexdigest()
+
+
+def cache_key(pairs, base: str, adapter_dir: str | Path | None) -> str:
+    """Hash of everything the cached log-probs depend on: the exact token ids and masks (so data,
+    tokenizer, template and max_seq_len), the base weights and the starting adapter."""
+    h = hashlib.sha256(f"localtune-reference-v{CACHE_VERSION}\n{base}\n".encode())
+    if adapter_dir:
+        for f in (ADAPTER_FILE, CONFIG_FILE):
+            h.update((Path(adapter_dir) / f).read_bytes())
+    for p in pairs:
+        for part in (p.chosen_ids, p.chosen_mask, p.rejected_ids, p.rejected_mask):
+            h.update(np.asarray(part, np.int32).tobytes())
+            h.update(b"|")
+    return h.hexdigest()
+
+
+def _cache_name(role: str, key: str) -> str:
+    return f"{role}-{key[:24]}.safetensors"
+
+
+def _read_cache(path: Path, key: str, n: int):
+    try:
+        arrays, meta = mx.load(str(path), return_metadata=True)
+        chosen, rejected = np.array(arrays["chosen"]), np.array(arrays["rejected"])
+    except Exception:
+        return None  # unreadable or torn: recompute
+    if meta.get("key") != key or chosen.shape != (n,) or rejected.shape != (n,):
+        return None
+    return chosen, rejected
+
+
+def cached_reference(model, pairs, run_dir: str | Path, *, role: str, batch_size: int,
+                     start_weights=None, adapter_dir=None, on_event=lambda e: None):
+    """(chosen, rejected) reference log-prob sums: from this run's cache, else from a sibling run
+    with the same key (copied in, so the run stays self-contained), else computed and stored."""
+    t0 = time.perf_counter()
+    key = cache_key(pairs, base_fingerprint(model), adapter_dir)
+    mine = Path(run_dir) / CACHE_DIR / _cache_name(role, key)
+    candidates = [mine] + sorted(Path(run_dir).parent.glob(f"*/{CACHE_DIR}/{_cache_name(role, key)}"))
+    for path in candidates:
+        found = _read_cache(path, key, len(pairs))
+        if found is None:
+            continue
+        if path != mine:
+            atomic_write_bytes(mine, path.read_bytes())
+        status = "loaded" if path == mine else "reused"
+        on_event({"event": "reference", "file": role, "status": status, "path": str(path),
+                  "pairs": len(pairs), "key": key, "seconds": time.perf_counter() - t0})
+        return found
+    chosen, rejected = compute_reference(model, pairs, batch_size, start_weights)
+    meta = {"key": key, "pairs": str(len(pairs)), "version": CACHE_VERSION,
+            "adapter": json.dumps(str(adapter_dir) if adapter_dir else None)}
+    atomic_save_safetensors(mine, {"chosen": mx.array(chosen), "rejected": mx.array(rejected)}, meta)
+    on_event({"event": "reference", "file": role, "status": "computed", "path": str(mine),
+              "pairs": len(pairs), "key": key, "seconds": time.perf_counter() - t0})
+    return chosen, rejected
