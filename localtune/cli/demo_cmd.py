@@ -1,74 +1,124 @@
-"""`localtune demo`: the main job. Import SmolLM2 offline, LoRA-tune it on samples/, and show the
-held-out loss before/after and base vs tuned answers to held-out prompts."""
+"""`localtune demo`: the main job. Import SmolLM2 offline, LoRA-tune it on samples/ (SFT, then DPO
+from the SFT adapter), and show held-out loss and preference accuracy before/after, and the base,
+SFT and DPO answers to held-out prompts."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 SAMPLES = Path("samples")
 
 
 def register(sub) -> None:
-    p = sub.add_parser("demo", help="the main job: tune SmolLM2 on samples/ and compare answers")
-    p.add_argument("--config", default=str(SAMPLES / "sft.yaml"))
+    p = sub.add_parser("demo", help="the main job: tune SmolLM2 on samples/ (SFT then DPO) and compare")
+    p.add_argument("--config", default=str(SAMPLES / "sft.yaml"), help="the SFT config")
+    p.add_argument("--dpo-config", default=str(SAMPLES / "dpo.yaml"), help="the DPO config")
     p.add_argument("--prompts", default=str(SAMPLES / "sft" / "heldout_prompts.txt"))
-    p.add_argument("--iters", type=int, help="override the config's steps (e.g. 20 for a smoke run)")
-    p.add_argument("--out", help="run directory (default: adapters/demo-sft-<time>)")
+    p.add_argument("--iters", type=int, help="SFT steps (overrides the config; e.g. 10 for a smoke run)")
+    p.add_argument("--dpo-iters", type=int, help="DPO steps (overrides the config)")
+    p.add_argument("--no-dpo", action="store_true", help="stop after SFT")
+    p.add_argument("--out", default="adapters", help="where the demo's run directories go")
     p.add_argument("--max-tokens", type=int, default=120)
     p.set_defaults(func=run)
 
 
-def run(args) -> int:
-    import time
+def _train(cfg, task, show, stop) -> tuple[Path, list[dict]]:
+    from localtune.train.session import run_training
 
+    events: list[dict] = []
+
+    def record(e):
+        events.append(e)
+        show(e)
+
+    return run_training(cfg, task, on_event=record, should_stop=stop, cfg_cls=type(cfg)), events
+
+
+def _summary(name: str, events: list[dict]) -> None:
+    vals = [e for e in events if e.get("event") == "val"]
+    train = [e for e in events if e.get("event") == "train"]
+    if vals:
+        line = f"{name}: held-out loss {vals[0]['val_loss']:.3f} -> {vals[-1]['val_loss']:.3f}"
+        if "val_reward_accuracy" in vals[-1]:
+            line += (f", held-out reward accuracy {vals[0]['val_reward_accuracy']:.2f} -> "
+                     f"{vals[-1]['val_reward_accuracy']:.2f}")
+        print(line + f" ({vals[-1]['step']} steps)")
+    if train:
+        tps = sum(e["tokens_per_sec"] for e in train) / len(train)
+        print(f"{' ' * len(name)}  {train[-1]['elapsed']:.0f} s of training, {tps:.0f} tokens/s, "
+              f"peak MLX memory {train[-1]['peak_memory_gb']:.2f} GB")
+
+
+def run(args) -> int:
     from localtune import backend
-    from localtune.chat import ChatSession, Sampling
     from localtune.cli.progress import TrainingDisplay
     from localtune.cli.train_cmd import StopFlag
     from localtune.config import build_config
+    from localtune.config_dpo import DPOConfig
     from localtune.errors import LocaltuneError
     from localtune.models import resolve_model
-    from localtune.train.session import run_training
+    from localtune.train.dpo import dpo_task
     from localtune.train.sft import sft_task
 
     info = backend.describe()
     print(f"device: {info['backend']} ({info['device']}), BLAS: {info['blas']}, MLX {info['mlx']}")
-    overrides = {"out": args.out or f"adapters/demo-sft-{time.strftime('%Y%m%d-%H%M%S')}"}
-    if args.iters:
-        overrides["iters"] = args.iters
-    cfg = build_config(args.config, overrides)
     prompts_file = Path(args.prompts)
     if not prompts_file.exists():
         raise LocaltuneError(f"{prompts_file}: held-out prompts file not found")
     prompts = [p.strip() for p in prompts_file.read_text(encoding="utf-8").splitlines() if p.strip()]
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    stop = StopFlag().install()
 
-    events: list[dict] = []
     with TrainingDisplay() as show:
-        model_path = resolve_model(cfg.model, on_event=show)
-        cfg = cfg.replace(model=str(model_path))
+        model_path = str(resolve_model(build_config(args.config).model, on_event=show))
+        sft_cfg = build_config(args.config, {"model": model_path, "out": f"{args.out}/demo-sft-{stamp}",
+                                             "iters": args.iters})
+        print("\n== SFT: LoRA on the Pip instruction set")
+        sft_run, sft_events = _train(sft_cfg, sft_task, show, stop)
+        dpo_run = dpo_events = None
+        if not args.no_dpo and not stop():
+            dpo_cfg = build_config(args.dpo_config, {"model": model_path, "adapter": str(sft_run),
+                                                     "out": f"{args.out}/demo-dpo-{stamp}",
+                                                     "iters": args.dpo_iters}, cls=DPOConfig)
+            print("\n== DPO: preference pairs, starting from the SFT adapter (reference = SFT model)")
+            dpo_run, dpo_events = _train(dpo_cfg, dpo_task, show, stop)
 
-        def record(e):
-            events.append(e)
-            show(e)
-
-        run_dir = run_training(cfg, sft_task, on_event=record, should_stop=StopFlag().install())
-
-    vals = [e for e in events if e.get("event") == "val"]
-    train = [e for e in events if e.get("event") == "train"]
     print()
-    if vals:
-        print(f"held-out loss: {vals[0]['val_loss']:.3f} before -> {vals[-1]['val_loss']:.3f} after "
-              f"({vals[-1]['step']} steps)")
-    if train:
-        tps = sum(e["tokens_per_sec"] for e in train) / len(train)
-        print(f"training: {train[-1]['elapsed']:.0f} s, {tps:.0f} tokens/s, "
-              f"peak MLX memory {train[-1]['peak_memory_gb']:.2f} GB")
-    session = ChatSession.open(str(model_path), run_dir)
-    sampling = Sampling(max_tokens=args.max_tokens)
-    for prompt in prompts:
-        answers = session.compare(prompt, sampling)
-        print(f"\n=== {prompt}")
-        print(f"--- base\n{answers['base'].strip()}")
-        print(f"--- tuned\n{answers['tuned'].strip()}")
-    print(f"\nadapter: {run_dir}\nchat with it: localtune chat --adapter {run_dir}")
+    _summary("SFT", sft_events)
+    if dpo_events:
+        _summary("DPO", dpo_events)
+    _compare(model_path, sft_run, dpo_run, prompts, args, dpo_cfg.valid if dpo_run else None)
+    print(f"\nadapters: {sft_run}" + (f", {dpo_run}" if dpo_run else ""))
+    print(f"chat with it: localtune chat --adapter {dpo_run or sft_run}")
     return 0
+
+
+def _compare(model_path, sft_run, dpo_run, prompts, args, pairs_file) -> None:
+    """Answers (and held-out preference accuracy) of base, SFT and DPO from ONE loaded model:
+    the adapter off is the base; SFT and DPO share the adapter layout, so only weights swap."""
+    from localtune.chat import ChatSession, Sampling
+    from localtune.lora import ADAPTER_FILE, load_adapter_weights
+    from localtune.train.dpo import preference_report
+
+    session = ChatSession.open(model_path, sft_run)
+    stages = [("SFT", sft_run)] + ([("DPO", dpo_run)] if dpo_run else [])
+    answers: dict[str, dict[str, str]] = {p: {} for p in prompts}
+    sampling = Sampling(max_tokens=args.max_tokens)
+    for name, run in stages:
+        load_adapter_weights(session.model, Path(run) / ADAPTER_FILE)
+        if pairs_file:
+            r = preference_report(session.model, session.tokenizer, pairs_file)
+            if name == "SFT":
+                print(f"held-out preference accuracy (chosen more likely than rejected, {r['pairs']} pairs): "
+                      f"base {r['base']:.2f}", end="")
+            print(f", {name} {r['tuned']:.2f} (implicit reward vs base {r['reward']:.2f})", end="")
+        for prompt in prompts:
+            both = session.compare(prompt, sampling)
+            answers[prompt].setdefault("base", both["base"])
+            answers[prompt][name] = both["tuned"]
+    print()
+    for prompt, by_stage in answers.items():
+        print(f"\n=== {prompt}")
+        for name, text in by_stage.items():
+            print(f"--- {name}\n{text.strip()}")

@@ -55,6 +55,7 @@ class TrainingDisplay:
         elif kind == "resumed":
             self.console.print(f"resumed at step {e['step']} from {e['checkpoint']}", highlight=False)
         elif kind == "start":
+            self.last = {"loss": "-", "val": self.last["val"] if e["step"] else "-", "tps": "-"}  # a new run
             self.console.print(f"run: {e['run']}  ({e['trainable_params']:,} trainable of "
                                f"{e['total_params']:,} parameters, {e['iters']} steps)", highlight=False)
             if self.live:
@@ -83,6 +84,8 @@ class TrainingDisplay:
         elif kind == "checkpoint":
             if not self.live:
                 self.console.print(f"checkpoint {e['path']}", highlight=False)
+        elif kind == "done":
+            self.close()
         elif kind == "stopped":
             self.close()
             self.console.print(f"[yellow]stopped at step {e['step']}; checkpoint saved[/]")
@@ -97,8 +100,6 @@ class TrainingDisplay:
                        if "val_reward_accuracy" in e else "")
                 self.progress.console.print(f"step {step}: val loss {e['val_loss']:.3f}{acc}", highlight=False)
         else:
-            extra = {k: v for k, v in e.items() if k.startswith(("reward", "val_reward", "margin"))}
-            tail = "".join(f"  {k} {v:.3f}" for k, v in extra.items() if isinstance(v, float))
-            self.console.print(f"{time.strftime('%H:%M:%S')} step {step}: {self._fields()}{tail}",
+            self.console.print(f"{time.strftime('%H:%M:%S')} step {step}: {self._fields()}",
                                highlight=False)
             sys.stdout.flush()

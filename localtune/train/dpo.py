@@ -23,7 +23,7 @@ from localtune.train.reference import (
 )
 
 __all__ = ["sigmoid_loss", "ipo_loss", "hinge_loss", "orpo_loss", "simpo_loss", "sequence_logps",
-           "PairBatch", "PairStream", "PreferenceLoss", "dpo_task", "preference_accuracy"]
+           "PairBatch", "PairStream", "PreferenceLoss", "dpo_task", "preference_report"]
 
 
 def _log_sigmoid(x):
@@ -233,28 +233,20 @@ def dpo_task(cfg):
 
 # --- evaluation for demos -----------------------------------------------------------------------
 
-def preference_accuracy(model, tokenizer, path, *, batch_size: int = 8, max_seq_len: int = 2048,
-                        length_normalized: bool = True, relative_to_base: bool = False) -> dict:
-    """How often the model prefers chosen over rejected on a pairs file (ties count as wrong).
-
-    Default, reference-free: chosen's average per-token log-prob (the sum with
-    length_normalized=False) above rejected's; meaningful before any training, but dominated by
-    content and length. relative_to_base=True scores DPO's implicit reward instead: the log-prob
-    gain over the same model with its adapters switched off (the base), which is what DPO trains
-    (an SFT adapter already scores above 0 here; a fresh adapter scores 0)."""
+def preference_report(model, tokenizer, path, *, batch_size: int = 8, max_seq_len: int = 2048) -> dict:
+    """One pass over a pairs file, scoring three things per pair from the same forward passes:
+    `base` / `tuned`: how often the model with adapters off / on gives chosen a higher log-prob
+    sum than rejected; `reward`: how often the tuned model's gain over the base (DPO's implicit
+    reward, reference = base) is larger on chosen than on rejected."""
     from localtune.data.preferences import load_pairs
 
     pairs = load_pairs(str(path), tokenizer, max_seq_len=max_seq_len)
-    wins, margins = [], []
+    wins = {"base": [], "tuned": [], "reward": []}
     with eval_mode(model):
         for batch in eval_pair_batches(pairs, batch_size):
-            logps, ntok = sequence_logps(model, batch.ids, batch.mask)
-            if relative_to_base:
-                logps = logps - live_reference(model, batch.ids, batch.mask)
-            if length_normalized:
-                logps = logps / ntok
+            tuned, _ = sequence_logps(model, batch.ids, batch.mask)
+            base = live_reference(model, batch.ids, batch.mask)
             b = len(batch.rows)
-            diff = np.array(logps[:b] - logps[b:])
-            wins += list(diff > 0)
-            margins += list(diff)
-    return {"accuracy": float(np.mean(wins)), "pairs": len(pairs), "mean_margin": float(np.mean(margins))}
+            for name, lp in (("base", base), ("tuned", tuned), ("reward", tuned - base)):
+                wins[name] += list(np.array(lp[:b] - lp[b:]) > 0)
+    return {k: float(np.mean(v)) for k, v in wins.items()} | {"pairs": len(pairs)}
