@@ -9,14 +9,14 @@ from localtune.errors import LocaltuneError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from localtune.cli import chat_cmd, data_cmd, demo_cmd, doctor_cmd, models_cmd, runs_cmd, train_cmd
+    from localtune.cli import chat_cmd, data_cmd, demo_cmd, doctor_cmd, export_cmd, models_cmd, runs_cmd, train_cmd
 
     parser = argparse.ArgumentParser(
         prog="localtune",
         description="Instruction-tune a language model on this machine (LoRA SFT, DPO) with MLX.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (train_cmd, data_cmd, models_cmd, chat_cmd, runs_cmd, doctor_cmd, demo_cmd):
+    for module in (train_cmd, data_cmd, models_cmd, chat_cmd, runs_cmd, doctor_cmd, demo_cmd, export_cmd):
         module.register(sub)
     return parser
 
@@ -24,9 +24,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 0
+    if not getattr(args, "func", None):  # bare `localtune`: the terminal UI, on a terminal
+        if not (sys.stdin.isatty() and sys.stdout.isatty()):
+            parser.print_help()
+            return 0
+        from localtune.cli import tui_cmd
+
+        return tui_cmd.run(None)
     try:
         return int(args.func(args) or 0)
     except LocaltuneError as e:

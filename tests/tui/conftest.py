@@ -1,0 +1,76 @@
+"""Fixtures for the TUI tests: an isolated working directory, fake (deterministic) runs, a real
+tiny trained run, and helpers that wait for workers / conditions instead of sleeping blindly."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from tui_helpers import REPO, SAMPLES
+
+if str(REPO) not in sys.path:  # the tui package lives at the repository root
+    sys.path.insert(0, str(REPO))
+
+
+@pytest.fixture
+def tui_env(tmp_path, monkeypatch):
+    """cwd = a fresh directory with data/ and adapters/; no network; models dir inside it."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setenv("LOCALTUNE_MODELS", str(tmp_path / "models"))
+    (tmp_path / "adapters").mkdir()
+    (tmp_path / "data").mkdir()
+    shutil.copy(SAMPLES / "bad_rows.jsonl", tmp_path / "data" / "bad_rows.jsonl")
+    yield tmp_path
+    # A failed test must not leave a trainer it started running (they live in their own session).
+    for run_json in (tmp_path / "adapters").glob("*/run.json"):
+        try:
+            info = json.loads(run_json.read_text())
+            if info.get("status") in ("starting", "running") and int(info.get("pid") or 0) > 0:
+                os.kill(int(info["pid"]), signal.SIGKILL)
+        except (OSError, ValueError):
+            pass
+
+
+def write_fake_run(root: Path, name: str, *, kind: str = "sft", status: str = "finished", steps: int = 20,
+                   offset: float = 0.0, error: str | None = None) -> Path:
+    """A run directory with fixed numbers (no clocks), as the trainer would leave it."""
+    run = root / name
+    run.mkdir(parents=True)
+    info = {"kind": kind, "status": status, "pid": 0, "started": 1000.0, "finished": 1000.0 + 7 * steps,
+            "iters": steps, "step": steps,
+            "config": {"model": "models/tiny", "data": "data/train.jsonl", "iters": steps, "lr": 1e-4}}
+    if error:
+        info["error"] = error
+    (run / "run.json").write_text(json.dumps(info))
+    lines = []
+    for s in range(1, steps + 1):
+        ev = {"event": "train", "step": s, "train_loss": 3.0 - s * 0.08 + offset + 0.05 * (s % 3),
+              "tokens_per_sec": 1234.0, "peak_memory_gb": 0.5, "time": 1000.0 + 7 * s}
+        if kind == "dpo":
+            ev.update(reward_accuracy=min(1.0, 0.4 + s * 0.03), reward_margin=0.1 * s)
+        lines.append(ev)
+        if s % 5 == 0:
+            lines.append({"event": "val", "step": s, "val_loss": 3.1 - s * 0.06 + offset})
+    (run / "metrics.jsonl").write_text("".join(json.dumps(e) + "\n" for e in lines))
+    (run / "train.log").write_text("event=start\nevent=checkpoint step=%d\n" % steps)
+    (run / "checkpoints" / f"step-{steps:06d}").mkdir(parents=True)
+    return run
+
+
+@pytest.fixture(scope="session")
+def trained_run(tiny_model_dir, tmp_path_factory):
+    """A real 6-step SFT run of the tiny model (made once, read-only): an adapter to chat with."""
+    out = tmp_path_factory.mktemp("trained") / "adapters" / "sft-tiny"
+    subprocess.run([sys.executable, "-m", "localtune", "train", "sft", "--model", str(tiny_model_dir),
+                    "--data", str(SAMPLES / "sft" / "train.jsonl"), "--iters", "2", "--batch-size", "2",
+                    "--eval-every", "0", "--out", str(out)],
+                   check=True, capture_output=True, cwd=REPO, timeout=120)
+    return out

@@ -1,0 +1,77 @@
+"""The run follower: new bytes only, torn last lines, resume rewrites, ETA, process helpers."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from conftest import write_fake_run
+
+from tui import process
+from tui.follow import FileTail, RunFollower, format_eta
+
+
+def test_file_tail_reads_only_complete_new_lines(tmp_path):
+    path = tmp_path / "m.jsonl"
+    tail = FileTail(path)
+    assert tail.read_new() == []  # no file yet
+    path.write_text('{"a": 1}\n{"b"')
+    assert tail.read_new() == ['{"a": 1}']  # the torn line waits
+    with open(path, "a") as f:
+        f.write(': 2}\n')
+    assert tail.read_new() == ['{"b": 2}']
+    assert tail.read_new() == []
+    assert tail.offset == path.stat().st_size
+
+
+def test_file_tail_starts_over_when_the_file_is_replaced(tmp_path):
+    path = tmp_path / "m.jsonl"
+    path.write_text('{"step": 1}\n{"step": 2}\n')
+    tail = FileTail(path)
+    assert len(tail.read_new()) == 2
+    tmp = tmp_path / "new"
+    tmp.write_text('{"step": 1}\n')
+    os.replace(tmp, path)  # what RunDir.truncate_metrics does on resume
+    assert tail.read_new() == ['{"step": 1}'] and tail.reset
+
+
+def test_follower_series_summary_and_eta(tmp_path):
+    run = write_fake_run(tmp_path, "r", steps=10)
+    info = json.loads((run / "run.json").read_text())
+    info.update(status="running", pid=os.getpid(), iters=20)  # pretend it is halfway
+    (run / "run.json").write_text(json.dumps(info))
+    f = RunFollower(run)
+    assert f.poll()
+    assert f.series["train"][0] == list(range(1, 11)) and f.series["valid"][0] == [5, 10]
+    assert f.eta_seconds() == pytest.approx(70.0)  # 7 s per step, 10 steps left
+    assert "step 10/20" in f.summary() and "ETA 1:10" in f.summary()
+    assert not f.poll()  # nothing new
+    with open(run / "metrics.jsonl", "a") as fh:
+        fh.write(json.dumps({"event": "train", "step": 11, "train_loss": 1.0, "time": 1077.0}) + "\n")
+    assert f.poll() and f.series["train"][1][-1] == 1.0
+    assert f.log_tail and not f.is_dpo
+
+
+def test_dead_running_trainer_reads_interrupted(tmp_path):
+    run = write_fake_run(tmp_path, "r", status="running")
+    info = json.loads((run / "run.json").read_text())
+    info["pid"] = 2**22 + 12345  # no such process
+    (run / "run.json").write_text(json.dumps(info))
+    f = RunFollower(run)
+    f.poll()
+    assert f.status == "interrupted"
+    with pytest.raises(ProcessLookupError):
+        process.stop_run(tmp_path / write_fake_run(tmp_path, "done").name)
+
+
+def test_format_eta():
+    assert format_eta(None) == "--" and format_eta(65) == "1:05" and format_eta(3700) == "1:01:40"
+
+
+def test_write_config_drops_empty_values(tmp_path):
+    import yaml
+
+    path = process.write_config(tmp_path / "c.yaml", {"lr": 1e-4, "data": "", "model": None,
+                                                      "lora_targets": ("q", "v")})
+    assert yaml.safe_load(path.read_text()) == {"lr": 1e-4, "lora_targets": ["q", "v"]}

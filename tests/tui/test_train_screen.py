@@ -1,0 +1,128 @@
+"""Train screen: a real trainer subprocess on the tiny model, followed live; a failing run."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from textual.widgets import ProgressBar
+from tui_helpers import SAMPLES, paste_into, type_into, wait_until
+
+from tui import create_app
+from tui.widgets.curve_plot import CurvePlot
+
+pytestmark = pytest.mark.asyncio
+
+
+async def test_start_short_run_and_follow_it(tui_env, tiny_model_dir):
+    app = create_app(runs_root="adapters")
+    async with app.run_test(size=(120, 36)) as pilot:
+        await paste_into(pilot, "#f-model", str(tiny_model_dir))
+        await paste_into(pilot, "#f-data", str(SAMPLES / "sft" / "train.jsonl"))
+        await paste_into(pilot, "#f-valid", str(SAMPLES / "sft" / "valid.jsonl"))
+        await type_into(pilot, "#f-iters", "6")
+        await type_into(pilot, "#f-batch_size", "2")
+        await type_into(pilot, "#f-eval_every", "3")
+        await type_into(pilot, "#f-report_every", "1")
+        await type_into(pilot, "#f-name", "tiny-run")
+        t0 = time.monotonic()
+        await pilot.press("ctrl+s")
+        screen = app.screen
+        plot = screen.query_one("#loss-plot", CurvePlot)
+        seen = []
+
+        def finished():
+            seen.append(plot.point_count)
+            return screen.run_status == "finished" and plot.point_count >= 9 and screen.proc is None
+
+        await wait_until(pilot, finished, timeout=90, what="the run to finish")
+        print(f"run took {time.monotonic() - t0:.1f}s")
+        assert set(plot.series) == {"train", "valid"}
+        assert plot.series["train"][0] == [1, 2, 3, 4, 5, 6]  # report every step
+        assert plot.series["valid"][0] == [0, 3, 6]
+        assert max(seen) > min(seen)  # the curve received points while we watched
+        bar = screen.query_one("#run-progress", ProgressBar)
+        assert (bar.progress, bar.total) == (6, 6)
+        assert "tok/s" in str(screen.query_one("#run-summary").render())
+        info = json.loads((tui_env / "adapters" / "tiny-run" / "run.json").read_text())
+        assert info["status"] == "finished" and info["config"]["report_every"] == 1
+
+
+async def test_failing_run_shows_error_and_app_keeps_running(tui_env, tiny_model_dir):
+    bad = tui_env / "data" / "nonsense.jsonl"
+    bad.write_text('{"foo": 1}\n{"bar": 2}\n')
+    app = create_app(runs_root="adapters", model=str(tiny_model_dir))
+    async with app.run_test(size=(120, 36)) as pilot:
+        await type_into(pilot, "#f-data", "data/nonsense.jsonl")
+        await type_into(pilot, "#f-name", "bad-run")
+        await pilot.click("#start")
+        screen = app.screen
+        await wait_until(pilot, lambda: screen.run_status == "failed", timeout=60, what="the run to fail")
+        await wait_until(pilot, lambda: screen.query_one("#run-error").display, timeout=5, what="error")
+        error = str(screen.query_one("#run-error").render())
+        assert "cannot tell the dataset format" in error
+        await pilot.press("f2")  # the app is alive and switches screens
+        assert type(app.screen).__name__ == "RunsScreen"
+        assert app.screen.runs[0]["status"] == "failed"
+
+
+async def test_start_without_data_is_refused_visibly(tui_env):
+    app = create_app(runs_root="adapters")
+    async with app.run_test(size=(120, 36)) as pilot:
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert app.screen.query_one("#error").display
+        assert "training data" in str(app.screen.query_one("#error").render())
+        assert not any((tui_env / "adapters").iterdir())
+
+
+async def test_stop_sends_sigterm_and_the_run_checkpoints(tui_env, tiny_model_dir):
+    app = create_app(runs_root="adapters", model=str(tiny_model_dir))
+    async with app.run_test(size=(120, 36)) as pilot:
+        await paste_into(pilot, "#f-data", str(SAMPLES / "sft" / "train.jsonl"))
+        await type_into(pilot, "#f-iters", "5000")
+        await type_into(pilot, "#f-report_every", "1")
+        await type_into(pilot, "#f-name", "long")
+        await pilot.press("ctrl+s")
+        screen = app.screen
+        await wait_until(pilot, lambda: screen.follower.step >= 2, timeout=60, what="training steps")
+        await pilot.press("ctrl+t")
+        await wait_until(pilot, lambda: screen.run_status == "stopped", timeout=60, what="the stop")
+        stopped_at = screen.follower.step
+        assert 2 <= stopped_at < 5000
+        assert list((tui_env / "adapters" / "long" / "checkpoints").glob("step-*"))
+        await wait_until(pilot, lambda: screen.proc is None, timeout=20, what="the trainer to exit")
+        # resume from the checkpoint: the same run directory goes on past where it stopped
+        await pilot.press("ctrl+r")
+        await wait_until(pilot, lambda: screen.run_status == "running" and screen.follower.step > stopped_at,
+                         timeout=60, what="the resumed run to make progress")
+        assert screen.query_one("#loss-plot").series["train"][0][0] == 1  # the curve kept its start
+        await pilot.press("ctrl+t")
+        await wait_until(pilot, lambda: screen.run_status == "stopped" and screen.proc is None,
+                         timeout=60, what="the second stop")
+
+
+
+async def test_dpo_run_plots_reward_accuracy_and_margin(tui_env, tiny_model_dir):
+    app = create_app(runs_root="adapters", model=str(tiny_model_dir))
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = app.screen
+        screen.query_one("#f-kind").focus()
+        await pilot.press("enter", "down", "enter")  # SFT -> DPO
+        assert screen.query_one("#f-kind").value == "dpo"
+        await paste_into(pilot, "#f-data", str(SAMPLES / "dpo" / "train.jsonl"))
+        await paste_into(pilot, "#f-valid", str(SAMPLES / "dpo" / "valid.jsonl"))
+        await type_into(pilot, "#f-iters", "2")
+        await type_into(pilot, "#f-batch_size", "2")
+        await type_into(pilot, "#f-eval_every", "1")
+        await type_into(pilot, "#f-report_every", "1")
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: screen.run_status == "finished" and screen.proc is None, timeout=90,
+                         what="the DPO run to finish")
+        await pilot.pause(0.5)
+        dpo = screen.query_one("#dpo-plot", CurvePlot)
+        assert dpo.display
+        assert {"reward acc", "margin", "val reward acc", "val margin"} <= set(dpo.series)
+        assert dpo.series["reward acc"][0] == [1, 2] and dpo.series["val margin"][0] == [0, 1, 2]
+        assert "reward acc" in str(screen.query_one("#run-summary").render())

@@ -1,0 +1,70 @@
+"""Training runs as a separate process (`python -m localtune train ...`) in its own session, so
+closing the UI never kills it and a crash in training never takes the UI down."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+CONFIG_NAME = "tui-config.yaml"
+CONSOLE_NAME = "console.log"
+
+
+def write_config(path: str | Path, values: dict) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    clean = {k: (list(v) if isinstance(v, tuple) else v) for k, v in values.items() if v not in (None, "")}
+    path.write_text(yaml.safe_dump(clean, sort_keys=False))
+    return path
+
+
+def _spawn(args: list[str], run_dir: Path, cwd: str | Path | None) -> subprocess.Popen:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    console = open(run_dir / CONSOLE_NAME, "ab")
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "localtune", *args],
+            cwd=cwd, stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own session: the UI closing or Ctrl-C never reaches it
+        )
+    finally:
+        console.close()
+
+
+def start_training(kind: str, values: dict, run_dir: str | Path, cwd=None) -> subprocess.Popen:
+    """Write the form's values as the run's YAML config and start the trainer on it."""
+    run_dir = Path(run_dir)
+    if (run_dir / "run.json").exists():
+        raise FileExistsError(f"{run_dir} is already a run; pick another name or resume it")
+    cfg = write_config(run_dir / CONFIG_NAME, {**values, "out": str(run_dir)})
+    return _spawn(["train", kind, "--config", str(cfg)], run_dir, cwd)
+
+
+def resume_training(run_dir: str | Path, cwd=None) -> subprocess.Popen:
+    run_dir = Path(run_dir)
+    info = json.loads((run_dir / "run.json").read_text())
+    return _spawn(["train", info.get("kind", "sft"), "--resume", str(run_dir)], run_dir, cwd)
+
+
+def stop_run(run_dir: str | Path) -> int:
+    """SIGTERM to the run's trainer (run.json pid): it checkpoints and marks itself stopped."""
+    info = json.loads((Path(run_dir) / "run.json").read_text())
+    pid = int(info.get("pid") or 0)
+    if pid <= 0 or info.get("status") not in ("starting", "running"):
+        raise ProcessLookupError(f"{Path(run_dir).name} is not running (status {info.get('status')})")
+    os.kill(pid, signal.SIGTERM)
+    return pid
+
+
+def console_tail(run_dir: str | Path, lines: int = 5) -> str:
+    try:
+        text = (Path(run_dir) / CONSOLE_NAME).read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.strip().splitlines()[-lines:])

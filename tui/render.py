@@ -1,0 +1,69 @@
+"""How things are shown: paths relative to the working directory, the dataset summary, and the
+loss-mask preview of one row (trained tokens highlighted)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.text import Text
+
+TRAINED = "bold black on green"
+CONTEXT = "grey70"
+
+
+def relative(path: str | Path, root: str | Path | None = None) -> str:
+    """A path as shown: relative to the working directory when it is inside it."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(Path(root or Path.cwd()).resolve()))
+    except ValueError:
+        return str(path)
+
+
+def summary_text(stats: dict, lengths: list[int], max_seq_len: int, shown_path: str) -> str:
+    dups = stats.get("duplicates", {})
+    lines = [
+        f"file: {shown_path}",
+        f"format: {stats.get('format')}   rows: {stats.get('rows')}   usable: {stats.get('usable_rows')}"
+        f"   problems: {stats.get('problems')}",
+        f"duplicates: {dups.get('count', 0)}"
+        + (f" (lines {', '.join(map(str, dups.get('lines', [])))})" if dups.get("count") else ""),
+    ]
+    if lengths:
+        s = sorted(lengths)
+        over = sum(n > max_seq_len for n in lengths)
+        lines.append(f"tokens per row: median {s[len(s) // 2]}  max {s[-1]}  total {sum(s)}   "
+                     f"over max length {max_seq_len}: {over}")
+    else:
+        lines.append("token lengths: give a model (tokenizer) and press Enter")
+    return "\n".join(lines)
+
+
+def mask_text(segments: list[tuple[str, bool]]) -> Text:
+    """The rendered row, trained tokens highlighted (what the loss sees)."""
+    text = Text()
+    for piece, trained in segments:
+        text.append(piece, style=TRAINED if trained else CONTEXT)
+    return text
+
+
+def approximate_segments(example) -> list[tuple[str, bool]]:
+    """Without a tokenizer: the turns as text, assistant turns marked trained."""
+    if example.messages is None:
+        return [(example.text or "", True)]
+    out = []
+    for m in example.messages:
+        out.append((f"{m['role']}: ", False))
+        out.append((m["content"] + "\n", m["role"] == "assistant"))
+    return out
+
+
+def row_label(example) -> str:
+    if example.messages is None:
+        return (example.text or "")[:70]
+    user = next((m["content"] for m in example.messages if m["role"] == "user"), "")
+    return user.replace("\n", " ")[:70]
+
+
+def legend() -> Text:
+    return Text.assemble(("trained", TRAINED), "  ", ("not trained (context)", CONTEXT))
