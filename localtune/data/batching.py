@@ -22,6 +22,9 @@ class Batch:
     mask: mx.array  # (B, L) bool, False on padding
     lengths: list[int]  # real tokens per row
     rows: list[int]  # indices into the dataset
+    positions: mx.array | None = None  # flat indices into (B, L-1) of the predicting positions
+    targets: mx.array | None = None  # the token predicted at each of those positions
+    target_rows: mx.array | None = None  # which row each target belongs to
 
     @property
     def ntokens(self) -> int:
@@ -70,7 +73,13 @@ def collate(rows: list[tuple[list[int], list[bool]]], indices: list[int]) -> Bat
     for r, (row_ids, row_mask) in enumerate(sel):
         ids[r, : len(row_ids)] = row_ids
         mask[r, : len(row_mask)] = row_mask
-    return Batch(mx.array(ids), mx.array(mask), [len(i) for i, _ in sel], list(indices))
+    # Targets found on the host, once: the loss then computes logits at these positions only.
+    m = mask[:, 1:]
+    positions = np.flatnonzero(m)
+    targets = ids[:, 1:].reshape(-1)[positions]
+    return Batch(mx.array(ids), mx.array(mask), [len(i) for i, _ in sel], list(indices),
+                 mx.array(positions.astype(np.int32)), mx.array(targets),
+                 mx.array((positions // max(width - 1, 1)).astype(np.int32)))
 
 
 class BatchStream:

@@ -104,6 +104,9 @@ class PairBatch:
     lengths: list[int]
     rows: list[int]  # pair indices
     ref: mx.array | None  # (2B,) cached reference log-prob sums, same row order
+    positions: mx.array | None = None  # target positions, as in data.batching.Batch
+    targets: mx.array | None = None
+    target_rows: mx.array | None = None
 
     @property
     def ntokens(self) -> int:
@@ -117,7 +120,7 @@ def collate_pairs(pairs, indices: list[int], ref=None) -> PairBatch:
     seqs += [(pairs[i].rejected_ids, pairs[i].rejected_mask) for i in indices]
     b = collate(seqs, list(range(len(seqs))))
     r = None if ref is None else mx.array(np.concatenate([ref[0][indices], ref[1][indices]]))
-    return PairBatch(b.ids, b.mask, b.lengths, list(indices), r)
+    return PairBatch(b.ids, b.mask, b.lengths, list(indices), r, b.positions, b.targets, b.target_rows)
 
 
 class PairStream:
@@ -180,14 +183,14 @@ class PreferenceLoss:
     def __call__(self, model, batch: PairBatch):
         cfg = self.cfg
         b = len(batch.rows)
-        logps, ntok = sequence_logps(model, batch.ids, batch.mask)
+        logps, ntok = sequence_logps(model, batch)
         pc, pr, lc, lr = logps[:b], logps[b:], ntok[:b], ntok[b:]
         if not cfg.uses_reference:
             ref = mx.zeros_like(logps)
         elif batch.ref is not None:
             ref = batch.ref
         else:
-            ref = live_reference(model, batch.ids, batch.mask, self.start_weights)
+            ref = live_reference(model, batch, self.start_weights)
         rc, rr = ref[:b], ref[b:]
         losses = pair_losses(cfg, pc, pr, rc, rr, lc, lr)
         wc, wr = rewards(cfg.loss, pc, pr, rc, rr, lc, lr, beta=cfg.beta, orpo_lambda=cfg.orpo_lambda)
@@ -244,8 +247,8 @@ def preference_report(model, tokenizer, path, *, batch_size: int = 8, max_seq_le
     wins = {"base": [], "tuned": [], "reward": []}
     with eval_mode(model):
         for batch in eval_pair_batches(pairs, batch_size):
-            tuned, _ = sequence_logps(model, batch.ids, batch.mask)
-            base = live_reference(model, batch.ids, batch.mask)
+            tuned, _ = sequence_logps(model, batch)
+            base = live_reference(model, batch)
             b = len(batch.rows)
             for name, lp in (("base", base), ("tuned", tuned), ("reward", tuned - base)):
                 wins[name] += list(np.array(lp[:b] - lp[b:]) > 0)

@@ -75,20 +75,22 @@ def reference_policy(model: nn.Module, start_weights: dict | None = None):
             layer.adapter_enabled = on
 
 
-def sequence_logps(model: nn.Module, ids: mx.array, mask: mx.array):
-    """Per-sequence sum of log p(target) over masked tokens, and the count of those tokens.
-    mask[:, i] marks token i as a target predicted from tokens < i (SFT's convention)."""
-    targets = ids[:, 1:]
-    m = mask[:, 1:].astype(mx.float32)
-    logits = model(ids[:, :-1]).astype(mx.float32)
-    logp = -nn.losses.cross_entropy(logits, targets)
-    return (logp * m).sum(axis=1), m.sum(axis=1)
+def sequence_logps(model: nn.Module, batch):
+    """Per-sequence sum of log p(target) over a batch's target tokens, and the count of those
+    tokens (the data.batching convention; logits only at target positions, train/logits.py)."""
+    from localtune.train.logits import target_logprobs
+
+    logp = target_logprobs(model, batch)
+    rows = batch.ids.shape[0]
+    sums = mx.zeros((rows,), mx.float32).at[batch.target_rows].add(logp)
+    counts = mx.zeros((rows,), mx.float32).at[batch.target_rows].add(1.0)
+    return sums, counts
 
 
-def live_reference(model, ids, mask, start_weights=None) -> mx.array:
+def live_reference(model, batch, start_weights=None) -> mx.array:
     """Reference log-prob sums for a batch: one extra forward pass, no gradient."""
     with reference_policy(model, start_weights):
-        ref, _ = sequence_logps(model, ids, mask)
+        ref, _ = sequence_logps(model, batch)
     return mx.stop_gradient(ref)
 
 
@@ -105,7 +107,7 @@ def compute_reference(model, pairs, batch_size: int, start_weights=None) -> tupl
             seqs = [(pairs[i].chosen_ids, pairs[i].chosen_mask) for i in idx]
             seqs += [(pairs[i].rejected_ids, pairs[i].rejected_mask) for i in idx]
             batch = collate(seqs, list(range(len(seqs))))
-            ref, _ = sequence_logps(model, batch.ids, batch.mask)
+            ref, _ = sequence_logps(model, batch)
             ref = np.array(ref)
             chosen[idx], rejected[idx] = ref[: len(idx)], ref[len(idx):]
     return chosen, rejected

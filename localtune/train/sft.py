@@ -7,19 +7,18 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from localtune.data.batching import Batch
+from localtune.train.logits import target_logprobs
 
 
 def sft_loss(model: nn.Module, batch: Batch):
     """Mean cross-entropy over target tokens. Returns (loss, ntokens, metrics).
 
     mask[:, i] marks token i as a target, predicted from tokens < i; padding is never a target.
+    Logits are computed at the target positions only (see train/logits.py).
     """
-    inputs, targets = batch.ids[:, :-1], batch.ids[:, 1:]
-    mask = batch.mask[:, 1:].astype(mx.float32)
-    logits = model(inputs)
-    ce = nn.losses.cross_entropy(logits.astype(mx.float32), targets) * mask
-    ntokens = mask.sum()
-    return ce.sum() / mx.maximum(ntokens, 1), ntokens, {}
+    logp = target_logprobs(model, batch)
+    ntokens = mx.array(logp.size, mx.float32)
+    return -logp.sum() / mx.maximum(ntokens, 1), ntokens, {}
 
 
 def sft_task(cfg):

@@ -1,10 +1,13 @@
 """The training loop on a tiny random llama: learns a toy task, gradient accumulation is exact,
 and a run stopped and resumed from its checkpoint matches an unbroken run."""
 
+import json
+
 import localtune  # noqa: F401
 import mlx.core as mx
 import mlx.optimizers as optim
 import numpy as np
+import pytest
 from mlx_lm.utils import load
 
 from localtune.data.batching import BatchStream, collate
@@ -138,3 +141,49 @@ def test_iters_from_epochs():
     assert _iters(TrainConfig(iters=7), 100) == 7
     assert _iters(TrainConfig(), 30) == 30  # one epoch by default
     assert _iters(TrainConfig(epochs=2.5, grad_accum=2), 30) == 38  # ceil(2.5 * 30 / 2)
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_target_only_logits_equal_the_full_computation(tmp_path, tied):
+    """The loss from logits at target positions only == masked cross-entropy over full logits."""
+    import mlx.nn as nn
+    from tiny import make_tiny_model_dir
+
+    path = make_tiny_model_dir(tmp_path / "m", seed=2)
+    if not tied:  # an untied head: give the model its own lm_head
+        cfg = json.loads((path / "config.json").read_text())
+        cfg["tie_word_embeddings"] = False
+        (path / "config.json").write_text(json.dumps(cfg))
+        w = dict(mx.load(str(path / "model.safetensors")))
+        w["lm_head.weight"] = mx.random.normal(w["model.embed_tokens.weight"].shape) * 0.1
+        mx.save_safetensors(str(path / "model.safetensors"), w)
+    model = fresh_model(path)
+    batch = collate(toy_rows(6, seed=9), list(range(6)))
+    loss, ntok, _ = sft_loss(model, batch)
+    logits = model(batch.ids[:, :-1]).astype(mx.float32)
+    mask = batch.mask[:, 1:].astype(mx.float32)
+    full = (nn.losses.cross_entropy(logits, batch.ids[:, 1:]) * mask).sum() / mask.sum()
+    assert float(ntok) == float(mask.sum())
+    assert abs(float(loss) - float(full)) < 1e-5
+    g_fast = nn.value_and_grad(model, lambda m, b: sft_loss(m, b)[0])(model, batch)[1]
+    g_full = nn.value_and_grad(model, lambda m, b: (nn.losses.cross_entropy(
+        m(b.ids[:, :-1]).astype(mx.float32), b.ids[:, 1:]) * mask).sum() / mask.sum())(model, batch)[1]
+    from mlx.utils import tree_flatten
+
+    for (k, a), (_, b) in zip(tree_flatten(g_fast), tree_flatten(g_full)):
+        np.testing.assert_allclose(np.array(a), np.array(b), atol=1e-5, err_msg=k)
+
+
+def test_per_sequence_logprob_sums_equal_the_full_computation(tiny_model_dir):
+    import mlx.nn as nn
+
+    from localtune.train.reference import sequence_logps
+
+    model = fresh_model(tiny_model_dir)
+    batch = collate(toy_rows(5, seed=11), list(range(5)))
+    sums, counts = sequence_logps(model, batch)
+    logits = model(batch.ids[:, :-1]).astype(mx.float32)
+    mask = batch.mask[:, 1:].astype(mx.float32)
+    full = (-nn.losses.cross_entropy(logits, batch.ids[:, 1:]) * mask).sum(axis=1)
+    np.testing.assert_allclose(np.array(sums), np.array(full), atol=1e-4)
+    np.testing.assert_array_equal(np.array(counts), np.array(mask.sum(axis=1)))

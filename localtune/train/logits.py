@@ -1,0 +1,42 @@
+"""Logits only where the loss needs them.
+
+The vocabulary projection and its softmax are a large share of a small model's step (SmolLM2:
+49,152 × 576 per token), and the loss looks at target positions only (assistant tokens; about
+half of a chat row). For architectures whose head is a plain projection of the backbone's output,
+we run the backbone, gather the target positions, and project just those; other architectures
+fall back to full logits. Either way the result is the same numbers.
+"""
+
+from __future__ import annotations
+
+import localtune  # noqa: F401
+import mlx.core as mx
+import mlx.nn as nn
+
+# mlx_lm architectures whose Model.__call__ is `head(self.model(inputs))` with nothing after it.
+PLAIN_HEAD = {"llama", "qwen2", "qwen3", "mistral"}
+
+
+def _head(model):
+    args = getattr(model, "args", None)
+    if getattr(args, "model_type", None) not in PLAIN_HEAD or not hasattr(model, "model"):
+        return None
+    if getattr(args, "tie_word_embeddings", False):
+        return model.model.embed_tokens.as_linear
+    return model.lm_head
+
+
+def target_logits(model: nn.Module, inputs: mx.array, positions: mx.array) -> mx.array:
+    """Logits (N, V) at `positions`, flat indices into inputs' (B, L) grid."""
+    head = _head(model)
+    if head is None:
+        logits = model(inputs)
+        return logits.reshape(-1, logits.shape[-1])[positions]
+    hidden = model.model(inputs)
+    return head(hidden.reshape(-1, hidden.shape[-1])[positions])
+
+
+def target_logprobs(model: nn.Module, batch) -> mx.array:
+    """log p(target) at every target position of a batch (ids/mask convention of data.batching)."""
+    logits = target_logits(model, batch.ids[:, :-1], batch.positions).astype(mx.float32)
+    return -nn.losses.cross_entropy(logits, batch.targets)
