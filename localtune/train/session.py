@@ -24,13 +24,15 @@ from localtune.errors import LocaltuneError, RunError
 from localtune.lora import LoraSpec, attach_lora, load_adapter, save_adapter, spec_summary
 from localtune.runs import DEFAULT_ROOT, RunDir, default_run_name
 from localtune.train import checkpoint as ckpt
+from localtune.train import reporting
+from localtune.train.distributed import DataParallel
 from localtune.train.loop import LoopSettings, LoopState, NonFiniteLoss, train
 from localtune.train.memory import enable_grad_checkpoint
 from localtune.train.schedule import build_schedule
 
 # Settings that may change on resume; any other difference is refused (it would not be the same run).
 RESUMABLE_CHANGES = {"iters", "epochs", "eval_every", "save_every", "report_every",
-                     "keep_checkpoints", "skip_nonfinite", "lr", "val_batches"}
+                     "keep_checkpoints", "skip_nonfinite", "lr", "val_batches", "report_to"}
 
 
 @dataclass
@@ -81,11 +83,12 @@ def run_training(
     """Train to completion (or stop); returns the run directory."""
     from localtune.models import load_model, resolve_model
 
+    dp = DataParallel()  # identity hooks unless started by mlx.launch
     if resume:
-        run = RunDir(resume)
+        run = dp.run(RunDir(resume))
         cfg = resume_config(run, overrides or {}, cfg_cls)
     else:
-        run = RunDir(cfg.out or DEFAULT_ROOT / default_run_name(task_factory(cfg).kind))
+        run = dp.run(RunDir(cfg.out or DEFAULT_ROOT / default_run_name(task_factory(cfg).kind)))
         if run.exists():
             raise RunError(f"{run.path}: already a run directory; use --resume {run.path} or another --out")
     task = task_factory(cfg)
@@ -103,6 +106,8 @@ def run_training(
         run.write({**info, "kind": task.kind, "status": "starting", "pid": os.getpid(),
                    "started": info.get("started", time.time()), "config": cfg.to_dict()})
         backend.set_wired_limit()
+        # --report-to: the same train/val events also go to tensorboard/wandb (rank 0 only).
+        on_event, close_reports = reporting.reporter(cfg.report_to if dp.is_main else None, run.path, on_event)
         mx.random.seed(cfg.seed)
         model_path = resolve_model(cfg.model, on_event=emit)
         model, tokenizer = load_model(model_path)
@@ -116,7 +121,7 @@ def run_training(
             enable_grad_checkpoint(model.layers)
         mx.eval(model.parameters())
 
-        stream, valid_batches, extra = task.make_train(model, tokenizer, cfg, run.path, emit)
+        stream, valid_batches, extra = task.make_train(model, tokenizer, dp.config(cfg), run.path, emit)
         iters = _iters(cfg, stream.batches_per_epoch)
         schedule = build_schedule(cfg.lr, iters, cfg.warmup, cfg.schedule)
         optimizer = optim.AdamW(learning_rate=schedule, weight_decay=cfg.weight_decay)
@@ -124,18 +129,24 @@ def run_training(
 
         state = LoopState()
         if resume:
+            if dp.is_main:  # other ranks never write, and must not delete rank 0's temp files
+                ckpt.remove_partial_writes(run.path)  # a killed writer's temp files; we hold the lock
             last = ckpt.latest_checkpoint(run.path)
-            if last is None:
-                raise RunError(f"{run.path}: no complete checkpoint to resume from")
-            state, position, _ = ckpt.load_checkpoint(last, model, optimizer)
-            stream.seek(position)
-            run.truncate_metrics(state.step)
-            emit({"event": "resumed", "step": state.step, "checkpoint": str(last)})
+            if last is not None:
+                state, position, _ = ckpt.load_checkpoint(last, model, optimizer)
+                stream.seek(position)
+            # No checkpoint yet (killed early): start over; same seed, so the same run as unbroken.
+            run.truncate_metrics(state.step if last is not None else -1)
+            emit({"event": "resumed", "step": state.step,
+                  "checkpoint": str(last) if last is not None else "none (starting over)"})
 
         def save(s: LoopState) -> None:
-            path = ckpt.save_checkpoint(run.path, model, optimizer, s, spec, data_position=stream.position,
-                                        config_fingerprint=fingerprint, keep=cfg.keep_checkpoints)
-            save_adapter(model, run.path, spec)
+            try:
+                path = ckpt.save_checkpoint(run.path, model, optimizer, s, spec, data_position=stream.position,
+                                            config_fingerprint=fingerprint, keep=cfg.keep_checkpoints)
+                save_adapter(model, run.path, spec)
+            except OSError as e:  # disk full, permissions: a clear message, saved files untouched
+                raise ckpt.save_error(run.path, s.step, e) from None
             emit({"event": "checkpoint", "step": s.step, "path": str(path)})
 
         run.update(status="running", model_path=str(model_path), iters=iters, **extra,
@@ -145,10 +156,13 @@ def run_training(
         settings = LoopSettings(iters=iters, grad_accum=cfg.grad_accum, report_every=cfg.report_every,
                                 eval_every=cfg.eval_every, save_every=cfg.save_every,
                                 grad_clip=cfg.grad_clip, seed=cfg.seed, skip_nonfinite=cfg.skip_nonfinite)
-        outcome = train(model, optimizer, task.loss_fn, stream.next, settings, state,
-                        valid_batches=valid_batches, on_event=emit, should_stop=should_stop,
-                        save_checkpoint=save)
+        outcome = train(model, optimizer, dp.loss(task.loss_fn), dp.batches(stream.next), settings, state,
+                        valid_batches=valid_batches, on_event=emit, should_stop=dp.should_stop(should_stop),
+                        save_checkpoint=save if dp.is_main else None, all_reduce=dp.all_reduce)
         run.update(status=outcome, finished=time.time(), step=state.step, elapsed=state.elapsed)
+        close_reports()
+        if dp.is_main:
+            reporting.finish_run(run.path, run.metrics())  # loss.png
         emit({"event": "done", "status": outcome, "run": str(run.path), "step": state.step})
         return run.path
     except NonFiniteLoss as e:

@@ -72,7 +72,7 @@ def test_tokenizer_ids_match_gguf_vocab(f32, gguf_meta):
 
 def test_tokenizer_matches_transformers_gguf_converter(f32, gguf_meta):
     """transformers' own GGUF tokenizer builder, fed the same metadata, as an independent check."""
-    conv = pytest.importorskip("transformers.integrations.gguf.gguf_tokenizer_mapping")
+    from transformers.integrations.gguf import gguf_tokenizer_mapping as conv
     from localtune.models.gguf_import import meta_value
 
     fields = conv.GGUF_TOKENIZER_MAPPING["tokenizer"]

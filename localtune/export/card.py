@@ -1,0 +1,58 @@
+"""The model card (README.md) of an exported run: base model, data, configuration, final metrics
+and the loss curve, with the Hub's YAML front matter."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from localtune.runs import read_metrics
+
+# The settings worth a reader's time; the whole config is in run.json.
+CARD_KEYS = ("iters", "epochs", "batch_size", "grad_accum", "lr", "schedule", "warmup", "lora_rank",
+             "lora_alpha", "lora_layers", "lora_targets", "dora", "max_seq_len", "seed", "beta", "loss")
+
+
+def final_metrics(run: Path) -> dict:
+    out = {}
+    for e in read_metrics(Path(run) / "metrics.jsonl"):
+        for k in ("train_loss", "val_loss", "val_reward_accuracy"):
+            if isinstance(e.get(k), (int, float)):
+                out[k] = (e["step"], e[k])
+    return out
+
+
+def model_card(run: str | Path, fmt: str, base_name: str, *, has_plot: bool) -> str:
+    run = Path(run)
+    try:
+        info = json.loads((run / "run.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        info = {}
+    cfg = info.get("config") or {}
+    kind = info.get("kind", "sft")
+    library = {"peft": "peft", "fused": "mlx", "gguf": "gguf"}[fmt]
+    lines = ["---", f"base_model: {base_name}", f"library_name: {library}",
+             f"tags: [localtune, {'dora' if cfg.get('dora') else 'lora'}, {kind}, mlx]", "---", "",
+             f"# {run.name}", "",
+             f"A {kind.upper()} {'DoRA' if cfg.get('dora') else 'LoRA'} fine-tune of `{base_name}`, "
+             f"trained with localtune (MLX) and exported as **{fmt}**.", "",
+             "## Data", ""]
+    lines.append(f"- training: `{cfg.get('data')}`" + (f" ({info['train_rows']} rows)" if "train_rows" in info else ""))
+    if cfg.get("valid"):
+        lines.append(f"- validation: `{cfg['valid']}`" + (f" ({info['valid_rows']} rows)" if "valid_rows" in info else ""))
+    lines += ["", "## Configuration", "", "| setting | value |", "| --- | --- |"]
+    lines += [f"| {k} | {cfg[k]} |" for k in CARD_KEYS if cfg.get(k) is not None]
+    lines += ["", "## Results", ""]
+    metrics = final_metrics(run)
+    lines += [f"- {k}: {v:.4f} (step {s})" for k, (s, v) in metrics.items()] or ["- no metrics recorded"]
+    if info.get("step") is not None:
+        lines.append(f"- steps: {info['step']}, status: {info.get('status', '?')}")
+    if has_plot:
+        lines += ["", "![loss curve: training (blue) and validation (orange) loss per step](loss.png)"]
+    usage = {
+        "peft": f'model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained("{base_name}"), REPO)',
+        "fused": "mlx_lm.generate --model REPO --prompt ...",
+        "gguf": "llama-cli -m <file>.gguf -p ...",
+    }[fmt]
+    lines += ["", "## Use", "", "```", usage, "```", ""]
+    return "\n".join(lines)
