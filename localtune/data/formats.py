@@ -52,6 +52,11 @@ def row_format(row: dict) -> str | None:
     return None
 
 
+def shown(text: str, limit: int = 40) -> str:
+    """A value from the data, quoted for a one-line message: escapes newlines, cut when long."""
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
 def _type_name(value) -> str:
     return {dict: "object", list: "list", str: "string", bool: "boolean", type(None): "null",
             int: "number", float: "number"}.get(type(value), type(value).__name__)
@@ -74,7 +79,7 @@ def check_conversation(messages: list[dict], label: str = "message") -> None:
     """Roles: system? then user/assistant alternating, ending with assistant; no empty content."""
     for i, m in enumerate(messages, start=1):
         if m["role"] not in ("system", "user", "assistant"):
-            raise RowProblem(f"{label} {i}: unsupported role '{m['role']}' "
+            raise RowProblem(f"{label} {i}: unsupported role {shown(m['role'])} "
                              "(supported: system, user, assistant)")
         if not m["content"].strip():
             raise RowProblem(f"{label} {i}: empty content")
@@ -85,10 +90,10 @@ def check_conversation(messages: list[dict], label: str = "message") -> None:
         want = "user" if (i - start) % 2 == 1 else "assistant"
         if m["role"] != want:
             where = " (system is only allowed first)" if m["role"] == "system" else ""
-            raise RowProblem(f"{label} {i}: expected role '{want}', got '{m['role']}'{where}")
+            raise RowProblem(f"{label} {i}: expected role '{want}', got {shown(m['role'])}{where}")
     if messages[-1]["role"] != "assistant":
         raise RowProblem(f"conversation must end with an assistant turn, the last is "
-                         f"'{messages[-1]['role']}'")
+                         f"{shown(messages[-1]['role'])}")
 
 
 def _turns(row: dict, key: str, role_key: str, text_key: str, label: str, roles=None) -> list[dict]:
@@ -112,7 +117,7 @@ def _turns(row: dict, key: str, role_key: str, text_key: str, label: str, roles=
         role = t[role_key].strip().lower()
         if roles is not None:
             if role not in roles:
-                raise RowProblem(f"{label} {i}: unsupported '{role_key}' value '{t[role_key]}' "
+                raise RowProblem(f"{label} {i}: unsupported '{role_key}' value {shown(t[role_key])} "
                                  f"(supported: {', '.join(roles)})")
             role = roles[role]
         messages.append({"role": role, "content": t[text_key]})

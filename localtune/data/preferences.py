@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from localtune.data.example import DatasetFile, Example, Problem
-from localtune.data.formats import DETECT_ROWS, RowProblem, _type_name, check_conversation
+from localtune.data.formats import DETECT_ROWS, RowProblem, _type_name, check_conversation, shown
 from localtune.data.reader import iter_rows
 from localtune.data.stats import _summary
 from localtune.data.template import tokenize_example
@@ -92,7 +92,7 @@ def _response(value, key: str) -> str:
     msgs = _messages(value, key)
     if len(msgs) != 1 or msgs[0]["role"] != "assistant":
         raise RowProblem(f"'{key}' must be one assistant message when 'prompt' is given "
-                         f"(got {len(msgs)} message(s), first role '{msgs[0]['role']}')")
+                         f"(got {len(msgs)} message(s), first role {shown(msgs[0]['role'])})")
     return msgs[0]["content"]
 
 

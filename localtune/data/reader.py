@@ -41,6 +41,26 @@ def _json_error(e: json.JSONDecodeError) -> str:
     return f"invalid JSON: {e.msg} at column {e.colno}"
 
 
+def _unparsable(e: Exception) -> str:
+    # JSON the parser still refuses: nesting past Python's recursion limit (RecursionError), an
+    # integer longer than sys.get_int_max_str_digits() (ValueError).
+    return "invalid JSON: nested too deeply" if isinstance(e, RecursionError) else f"invalid JSON: {e}"
+
+
+def _lone_surrogate(raw: str, value) -> str | None:
+    """A \\udXXX escape without its pair parses into a string that is not text: no tokenizer or
+    terminal can encode it, so the row is refused here rather than crashing later."""
+    if "\\u" not in raw:
+        return None
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as e:
+        return f"invalid JSON string: unpaired surrogate escape \\u{ord(e.object[e.start]):04x}"
+    except RecursionError:
+        return "invalid JSON: nested too deeply"
+    return None
+
+
 def read_text(path: str | Path) -> str:
     path = Path(path)
     try:
@@ -66,9 +86,15 @@ def _jsonl_rows(text: str):
             yield RawRow(i, line, problem=bad)
             continue
         try:
-            yield RawRow(i, line, json.loads(line))
+            value = json.loads(line)
         except json.JSONDecodeError as e:
             yield RawRow(i, line, problem=_json_error(e))
+            continue
+        except (RecursionError, ValueError) as e:
+            yield RawRow(i, line, problem=_unparsable(e))
+            continue
+        bad = _lone_surrogate(line, value)
+        yield RawRow(i, line, None if bad else value, problem=bad)
 
 
 def _array_rows(text: str):
@@ -93,13 +119,17 @@ def _array_rows(text: str):
             problem = _json_error(e) + "; the rest of the array was not read"
             yield RawRow(line_of(e.pos), "", problem=problem)
             return
+        except (RecursionError, ValueError) as e:
+            yield RawRow(line_of(pos), "", problem=_unparsable(e) + "; the rest of the array was not read")
+            return
         raw = text[pos:end]
         bad = _bad_utf8(raw)
         if bad:
             m = _BAD_BYTE.search(raw)
             yield RawRow(line_of(pos + m.start()), raw, problem=bad)
         else:
-            yield RawRow(line_of(pos), raw, value)
+            bad = _lone_surrogate(raw, value)
+            yield RawRow(line_of(pos), raw, None if bad else value, problem=bad)
         pos = _WS.match(text, end).end()
         if text.startswith(",", pos):
             pos = _WS.match(text, pos + 1).end()

@@ -13,6 +13,14 @@ from localtune.errors import ModelError
 
 _FLOATS = {"float32": mx.float32, "float16": mx.float16, "bfloat16": mx.bfloat16}
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "vocab.json")
+TRUST_REMOTE_CODE_ENV = "LOCALTUNE_TRUST_REMOTE_CODE"
+
+
+def trust_remote_code() -> bool:
+    """Run a model's own Python files only when asked: LOCALTUNE_TRUST_REMOTE_CODE=1. Passed as an
+    explicit False otherwise, because left unset transformers *asks* on a terminal (and runs the
+    code on "y") instead of refusing."""
+    return os.environ.get(TRUST_REMOTE_CODE_ENV, "").strip().lower() in ("1", "true", "yes")
 
 
 def check_model_dir(path: Path) -> None:
@@ -63,7 +71,8 @@ def load_model(path: str | os.PathLike, *, dtype: str | None = None):
     if dtype is not None and dtype not in _FLOATS:
         raise ModelError(f"unknown load dtype {dtype!r}; use float32, float16 or bfloat16")
     try:
-        model, tokenizer = load(str(path))
+        trust = trust_remote_code()
+        model, tokenizer = load(str(path), tokenizer_config={"trust_remote_code": trust}, trust_remote_code=trust)
     except (FileNotFoundError, ValueError, KeyError, OSError) as e:
         raise ModelError(f"cannot load model {path}: {e}") from e
     if dtype is not None:
@@ -81,6 +90,6 @@ def load_tokenizer_only(spec: str | os.PathLike | None = None, *, on_event=None)
     check_model_dir(path)
     try:
         eos = load_config(path).get("eos_token_id")
-        return load_tokenizer(path, eos_token_ids=eos)
+        return load_tokenizer(path, {"trust_remote_code": trust_remote_code()}, eos_token_ids=eos)
     except (OSError, ValueError, KeyError) as e:
         raise ModelError(f"cannot load the tokenizer of {path}: {e}") from e

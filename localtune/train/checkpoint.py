@@ -3,14 +3,18 @@
 Layout: <run>/checkpoints/step-NNNNNN/{adapters.safetensors, optimizer.safetensors,
 trainer_state.json, adapter_config.json}. A checkpoint is written into a hidden temp directory and
 renamed into place, so a directory named step-N is always complete; older ones are deleted only
-after the new one exists.
+after the new one exists (renamed to a hidden name first, so a kill mid-delete leaves no torn
+step-N). Hidden names (`.step-N.tmp`, `.name.XXXX.tmp`) are partial writes of a killed process:
+never read, removed by `remove_partial_writes` when the run resumes.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -43,23 +47,70 @@ def save_checkpoint(
     keep: int = 3,
 ) -> Path:
     final = checkpoint_dir(run_dir, state.step)
+    if (final / STATE_FILE).exists():
+        # The same step again (a stop right after a save point): its weights are the same, and
+        # deleting the complete one to rewrite it would open a window with no checkpoint.
+        prune(run_dir, keep)
+        return final
     tmp = final.parent / f".{final.name}.tmp"
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    save_adapter(model, tmp, spec)
-    opt = dict(tree_flatten(optimizer.state))
-    atomic_save_safetensors(tmp / "optimizer.safetensors", opt)
-    atomic_write_json(
-        tmp / STATE_FILE,
-        {"loop": asdict(state), "data": data_position, "config": config_fingerprint},
-    )
-    if final.exists():  # re-saving the same step (a stop right after a save point)
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    try:
+        save_adapter(model, tmp, spec)
+        _test_pause()
+        opt = dict(tree_flatten(optimizer.state))
+        atomic_save_safetensors(tmp / "optimizer.safetensors", opt)
+        _test_pause()
+        atomic_write_json(
+            tmp / STATE_FILE,
+            {"loop": asdict(state), "data": data_position, "config": config_fingerprint},
+        )
+        _test_pause()
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # a failed save leaves nothing half-written
+        raise
     _fsync_dir(final.parent)
+    _test_pause()
     prune(run_dir, keep)
     return final
+
+
+def _test_pause() -> None:
+    # TEST-ONLY hook: LOCALTUNE_TEST_SLOW_SAVE=<seconds> sleeps between a checkpoint's files so
+    # the kill -9 fault test (tests/unit/test_faults_kill.py) can land mid-save. Unset: no effect.
+    delay = os.environ.get("LOCALTUNE_TEST_SLOW_SAVE")
+    if delay:
+        time.sleep(float(delay))
+
+
+def save_error(run_dir: Path, step: int, err: OSError) -> RunError:
+    """A clear message for a save that failed (disk full, permissions), naming what is still good."""
+    last = latest_checkpoint(run_dir)
+    intact = f"the last good checkpoint {last.name} is intact" if last else "no checkpoint was saved yet"
+    what = ("no space left on device" if err.errno == errno.ENOSPC
+            else (err.strerror or str(err)).lower())
+    where = f" ({err.filename})" if err.filename else ""
+    return RunError(f"{run_dir}: {what} while saving checkpoint step-{step:06d}{where}; {intact}")
+
+
+def remove_partial_writes(run_dir: Path) -> list[Path]:
+    """Delete what a killed writer left half-done: hidden temp files and checkpoint temp dirs.
+    Only call while holding the run's lock (nobody else is writing). Returns what was removed."""
+    run_dir = Path(run_dir)
+    removed = []
+    for p in run_dir.iterdir():
+        if p.is_file() and p.name.startswith(".") and p.name.endswith((".tmp", ".safetensors")):
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    root = run_dir / CHECKPOINTS
+    if root.is_dir():
+        for p in root.iterdir():
+            if p.name.startswith("."):
+                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+                removed.append(p)
+    return removed
 
 
 def list_checkpoints(run_dir: Path) -> list[Path]:
@@ -74,7 +125,14 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
 def prune(run_dir: Path, keep: int) -> None:
     checkpoints = list_checkpoints(run_dir)
     for old in checkpoints[: max(len(checkpoints) - max(keep, 1), 0)]:
-        shutil.rmtree(old, ignore_errors=True)
+        # Rename first (atomic), then delete: a kill mid-delete leaves a hidden dir, not a torn step-N.
+        doomed = old.with_name(f".{old.name}.deleting")
+        shutil.rmtree(doomed, ignore_errors=True)  # a leftover of an earlier killed prune
+        try:
+            os.replace(old, doomed)
+        except OSError:
+            continue
+        shutil.rmtree(doomed, ignore_errors=True)
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
