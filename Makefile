@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml Makefile scripts/install-openblas.sh
 # torch is pinned first: an unpinned torch would pull the newest CUDA build (GBs).
 $(INTEROP): $(STAMP)
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[test,interop]"
+	$(PY) -m pip install -q -e ".[test,interop,parquet]"
 	touch $(INTEROP)
 
 demo: setup

@@ -21,11 +21,12 @@ def _f(default, help: str, **kw):
 class TrainConfig:
     # what to train
     model: str | None = _f(None, "model dir, .gguf file, or Hugging Face repo id (default: SmolLM2-135M-Instruct)")
-    data: str | None = _f(None, "training data file (JSONL or JSON array)")
-    valid: str | None = _f(None, "validation data file")
+    data: str | None = _f(None, "training data file (JSONL or JSON array) or Hugging Face dataset id (owner/name[:split])")
+    valid: str | None = _f(None, "validation data file, or a dataset id (its validation/test split)")
     out: str | None = _f(None, "run directory (default: adapters/<kind>-<time>)")
     adapter: str | None = _f(None, "start from this run's adapter (e.g. SFT before DPO)")
     format: str | None = _f(None, "data format: messages, alpaca, prompt_completion, text, sharegpt (default: detect)")
+    columns: str | None = _f(None, "map dataset columns to the expected keys, e.g. question=instruction,answer=output")
     train_on_prompt: bool = _f(False, "train on every token, not only the assistant turns")
     # schedule
     iters: int | None = _f(None, "optimizer steps (default: one epoch)")

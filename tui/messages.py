@@ -62,3 +62,11 @@ class ModelJobProgress(_Msg):
 @dataclass
 class ModelJobDone(_Msg):
     text: str
+
+
+@dataclass
+class ExportDone(_Msg):
+    fmt: str
+    path: str
+    url: str | None = None  # the hub URL, when pushed
+    push_error: str | None = None  # the export is there; only the upload failed

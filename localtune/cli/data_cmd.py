@@ -10,9 +10,12 @@ def register(sub) -> None:
     cmds = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
 
     check = cmds.add_parser("check", help="validate every row; problems as file:line: reason")
-    check.add_argument("files", nargs="+", metavar="FILE")
+    check.add_argument("files", nargs="+", metavar="FILE", help="a data file or a Hugging Face dataset "
+                       "id (owner/name, owner/name:split, owner/name@revision)")
     check.add_argument("--format", help="force a format instead of detecting it "
                        "('preference' for DPO pairs)")
+    check.add_argument("--columns", help="map dataset columns to the expected keys, "
+                       "e.g. question=instruction,answer=output")
     check.set_defaults(func=run_check)
 
     stats = cmds.add_parser("stats", help="rows, token-length percentiles, over-long rows, duplicates")
@@ -20,6 +23,8 @@ def register(sub) -> None:
     stats.add_argument("--model", help="tokenize with this model's tokenizer (default: SmolLM2)")
     stats.add_argument("--max-seq-len", type=int, default=2048)
     stats.add_argument("--format")
+    stats.add_argument("--columns", help="map dataset columns to the expected keys, "
+                       "e.g. question=instruction,answer=output")
     stats.add_argument("--no-tokens", action="store_true", help="skip tokenizing (no model needed)")
     stats.add_argument("--json", action="store_true", help="print the numbers as JSON")
     stats.set_defaults(func=run_stats)
@@ -36,6 +41,8 @@ def register(sub) -> None:
     preview.add_argument("--model", help="whose chat template and tokenizer (default: SmolLM2)")
     preview.add_argument("--row", type=int, default=1, help="which usable row (1-based, default 1)")
     preview.add_argument("--format")
+    preview.add_argument("--columns", help="map dataset columns to the expected keys, "
+                       "e.g. question=instruction,answer=output")
     preview.add_argument("--train-on-prompt", action="store_true")
     preview.set_defaults(func=run_preview)
 
@@ -46,7 +53,7 @@ def run_check(args) -> int:
     bad_files = 0
     for path in args.files:
         try:
-            ds = _read(path, args.format)
+            ds = _read(_local(path), args.format, args.columns)
         except DataError as e:
             print(f"error: {e}")
             bad_files += 1
@@ -59,23 +66,38 @@ def run_check(args) -> int:
     return 1 if bad_files else 0
 
 
-def _is_preference(path, fmt) -> bool:
+def _local(spec, split="train"):
+    """A local file for spec: itself, or a hub dataset id's file (downloaded, cache first)."""
+    import sys
+
+    from localtune.data.hub import resolve_dataset
+
+    def say(e):
+        if e.get("message") and (e.get("stage") or e.get("cached")):  # not per-file progress
+            print(e["message"], file=sys.stderr)
+
+    return resolve_dataset(spec, split=split, on_event=say)
+
+
+def _is_preference(path, fmt, columns=None) -> bool:
     from localtune.data.preferences import FORMAT, looks_like_preferences
 
     if fmt:
         return fmt.strip().lower() == FORMAT
     try:
-        return looks_like_preferences(path)
+        return looks_like_preferences(path, columns)
     except Exception:  # unreadable: let read_dataset report it as before
         return False
 
 
-def _read(path, fmt):
+def _read(path, fmt, columns=None):
     """A DatasetFile for SFT data, or for DPO preference pairs (rows with chosen/rejected)."""
     from localtune.data import read_dataset
     from localtune.data.preferences import read_preferences
 
-    return read_preferences(path) if _is_preference(path, fmt) else read_dataset(path, format=fmt)
+    if _is_preference(path, fmt, columns):
+        return read_preferences(path, columns)
+    return read_dataset(path, format=fmt, columns=columns)
 
 
 def _tokenizer(model_spec):
@@ -87,9 +109,10 @@ def _tokenizer(model_spec):
 def run_stats(args) -> int:
     from localtune.data import dataset_stats, read_dataset
 
-    if _is_preference(args.file, args.format):
+    args.file = _local(args.file)
+    if _is_preference(args.file, args.format, args.columns):
         return _preference_stats(args)
-    ds = read_dataset(args.file, format=args.format)
+    ds = read_dataset(args.file, format=args.format, columns=args.columns)
     tok = None if args.no_tokens else _tokenizer(args.model)
     s = dataset_stats(ds, tok, max_seq_len=args.max_seq_len)
     if args.json:
@@ -117,7 +140,7 @@ def run_stats(args) -> int:
 def _preference_stats(args) -> int:
     from localtune.data.preferences import preference_stats, read_preferences
 
-    ds = read_preferences(args.file)
+    ds = read_preferences(args.file, args.columns)
     tok = None if args.no_tokens else _tokenizer(args.model)
     s = preference_stats(ds, tok, max_seq_len=args.max_seq_len)
     if args.json:
@@ -156,7 +179,7 @@ def run_preview(args) -> int:
     from localtune.data import preview_segments, read_dataset
     from localtune.errors import DataError
 
-    ds = read_dataset(args.file, format=args.format)
+    ds = read_dataset(_local(args.file), format=args.format, columns=args.columns)
     if not 1 <= args.row <= len(ds.examples):
         raise DataError(f"{args.file}: --row {args.row} out of range (1..{len(ds.examples)} usable rows)")
     ex = ds.examples[args.row - 1]

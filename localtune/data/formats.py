@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+from localtune.data.columns import apply_columns
 from localtune.data.example import FORMATS, DatasetFile, Example, Problem
 from localtune.data.reader import iter_rows
 from localtune.errors import DataError
@@ -196,14 +197,16 @@ def _no_rows_error(path: str, problems: list[Problem], what: str) -> DataError:
     return DataError("\n".join(lines))
 
 
-def read_dataset(path: str | Path, format: str | None = None) -> DatasetFile:
+def read_dataset(path: str | Path, format: str | None = None, columns: dict | str | None = None) -> DatasetFile:
     """Read, detect (or force) the format, check every row. Bad rows become Problems and are
-    skipped; DataError if the file has no rows, or none that can be used."""
+    skipped; DataError if the file has no rows, or none that can be used. `columns` renames
+    keys first ({"question": "instruction"} or "question=instruction", see data.columns)."""
     source = str(path)
     fmt = normalize_format(format) if format else None
     raw = list(iter_rows(path))
     if not raw:
         raise DataError(f"{source}: no rows (the file is empty)")
+    raw = apply_columns(raw, columns, source)
     problems = [Problem(source, r.line, r.problem) for r in raw if r.problem]
     parsed = [r for r in raw if r.problem is None]
     if fmt is None:

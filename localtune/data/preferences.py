@@ -14,6 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from localtune.data.columns import apply_columns, parse_columns, rename_row
 from localtune.data.example import DatasetFile, Example, Problem
 from localtune.data.formats import DETECT_ROWS, RowProblem, _type_name, check_conversation, shown
 from localtune.data.reader import iter_rows
@@ -56,12 +57,13 @@ def is_preference_row(row) -> bool:
     return isinstance(row, dict) and "chosen" in row and "rejected" in row
 
 
-def looks_like_preferences(path: str | Path) -> bool:
-    """Most of the first object rows have both 'chosen' and 'rejected'."""
+def looks_like_preferences(path: str | Path, columns=None) -> bool:
+    """Most of the first object rows have both 'chosen' and 'rejected' (after --columns)."""
+    mapping = parse_columns(columns)
     rows = []
     for r in iter_rows(path):
         if r.problem is None and isinstance(r.value, dict):
-            rows.append(r.value)
+            rows.append(rename_row(r.value, mapping) if mapping else r.value)
             if len(rows) >= DETECT_ROWS:
                 break
     return bool(rows) and sum(map(is_preference_row, rows)) * 2 > len(rows)
@@ -144,12 +146,14 @@ def to_preference(row, source: str, line: int) -> PreferenceExample:
     return PreferenceExample(prompt, chosen, rejected, source, line, fmt)
 
 
-def read_preferences(path: str | Path) -> DatasetFile:
-    """Every row checked; bad rows become Problems. DataError if nothing is usable."""
+def read_preferences(path: str | Path, columns: dict | str | None = None) -> DatasetFile:
+    """Every row checked; bad rows become Problems. DataError if nothing is usable. `columns`
+    renames keys first, as for read_dataset."""
     source = str(path)
     raw = list(iter_rows(path))
     if not raw:
         raise DataError(f"{source}: no rows (the file is empty)")
+    raw = apply_columns(raw, columns, source)
     problems = [Problem(source, r.line, r.problem) for r in raw if r.problem]
     examples = []
     for r in raw:
@@ -208,9 +212,9 @@ def fit_pairs(pairs: list[TokenizedPair], max_seq_len: int, overlong: str = "tru
 
 
 def load_pairs(path: str, tokenizer, *, max_seq_len: int, overlong: str = "truncate",
-               on_event=lambda e: None, role: str = "train") -> list[TokenizedPair]:
+               on_event=lambda e: None, role: str = "train", columns=None) -> list[TokenizedPair]:
     """Read, check, tokenize and fit a preference file, reporting like train.prepare.load_rows."""
-    ds = read_preferences(path)
+    ds = read_preferences(path, columns)
     for p in ds.problems:
         on_event({"event": "data_problem", "file": role, "message": str(p)})
     pairs, _, counts = fit_pairs([tokenize_pair(ex, tokenizer) for ex in ds.examples], max_seq_len, overlong)

@@ -52,9 +52,11 @@ def push_export(run: str | Path, export: str | Path, repo_id: str, *, private: b
 
 
 def _transport_errors() -> tuple:
-    try:
-        import httpx  # huggingface_hub's HTTP client
-
-        return (httpx.TransportError,)
-    except ImportError:
-        return ()
+    """Connection errors of huggingface_hub's HTTP client (httpx, or httpx2 in hub 2.x): not OSErrors."""
+    errors = []
+    for name in ("httpx", "httpx2"):
+        try:
+            errors.append(__import__(name).TransportError)
+        except (ImportError, AttributeError):
+            pass
+    return tuple(errors)

@@ -205,15 +205,21 @@ class PreferenceLoss:
 
 def dpo_task(cfg):
     """The DPO Task for train.session: preference pairs, a reference (cached or live), the loss."""
+    from localtune.data.hub import VALID_SPLITS, resolve_dataset
     from localtune.data.preferences import load_pairs
     from localtune.train.session import Task
 
     loss_fn = PreferenceLoss(cfg)
 
     def make_train(model, tokenizer, cfg, run_dir, emit):
-        opts = dict(max_seq_len=cfg.max_seq_len, overlong=cfg.overlong, on_event=emit)
-        pairs = load_pairs(cfg.data, tokenizer, role="train", **opts)
-        vpairs = load_pairs(cfg.valid, tokenizer, role="valid", **opts) if cfg.valid else None
+        opts = dict(max_seq_len=cfg.max_seq_len, overlong=cfg.overlong, on_event=emit,
+                    columns=getattr(cfg, "columns", None))
+        pairs = load_pairs(resolve_dataset(cfg.data, split="train", on_event=emit), tokenizer,
+                           role="train", **opts)
+        vpairs = None
+        if cfg.valid:
+            vpairs = load_pairs(resolve_dataset(cfg.valid, split=VALID_SPLITS, on_event=emit), tokenizer,
+                                role="valid", **opts)
         loss_fn.start_weights = starting_adapter(cfg.adapter)
         extra = {"train_pairs": len(pairs), "reference": cfg.ref if cfg.uses_reference else "none"}
         ref = vref = None

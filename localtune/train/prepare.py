@@ -8,10 +8,10 @@ from localtune.errors import DataError
 
 
 def load_rows(path: str, tokenizer, *, format: str | None, train_on_prompt: bool, max_seq_len: int,
-              overlong: str, on_event, role: str = "train"):
+              overlong: str, on_event, role: str = "train", columns=None):
     """Read, validate and tokenize a file. Returns (rows, examples kept). Bad rows are reported
     through on_event ("data_problem") and skipped; DataError when nothing usable is left."""
-    ds = read_dataset(path, format=format)
+    ds = read_dataset(path, format=format, columns=columns)
     for p in ds.problems:
         on_event({"event": "data_problem", "file": role, "message": str(p)})
     tokenized = [tokenize_example(ex, tokenizer, train_on_prompt=train_on_prompt) for ex in ds.examples]

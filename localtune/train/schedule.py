@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import localtune  # noqa: F401
+import mlx.core as mx
 import mlx.optimizers as optim
 
 
@@ -13,7 +14,8 @@ def build_schedule(lr: float, iters: int, warmup: int = 0, kind: str = "cosine")
     elif kind == "linear":
         main = optim.linear_schedule(lr, 0.0, decay_steps)
     elif kind == "constant":
-        main = lambda step: lr  # noqa: E731
+        # An array, not a float: the optimizer casts the rate with .astype on every update.
+        main = lambda step: mx.array(lr, mx.float32)  # noqa: E731
     else:
         raise ValueError(f"unknown schedule {kind!r}")
     if warmup <= 0:

@@ -24,17 +24,21 @@ def sft_loss(model: nn.Module, batch: Batch):
 def sft_task(cfg):
     """The SFT Task for train.session: rows from the data files, the loss above."""
     from localtune.data.batching import BatchStream, eval_batches
+    from localtune.data.hub import VALID_SPLITS, resolve_dataset
     from localtune.train.prepare import load_rows
     from localtune.train.session import Task
 
     def make_train(model, tokenizer, cfg, run_dir, emit):
         opts = dict(format=cfg.format, train_on_prompt=cfg.train_on_prompt,
-                    max_seq_len=cfg.max_seq_len, overlong=cfg.overlong, on_event=emit)
-        rows, _ = load_rows(cfg.data, tokenizer, role="train", **opts)
+                    max_seq_len=cfg.max_seq_len, overlong=cfg.overlong, on_event=emit,
+                    columns=getattr(cfg, "columns", None))
+        data = resolve_dataset(cfg.data, split="train", on_event=emit)  # a hub id -> a local file
+        rows, _ = load_rows(data, tokenizer, role="train", **opts)
         stream = BatchStream(rows, cfg.batch_size, cfg.seed)
         valid, extra = None, {"train_rows": len(rows)}
         if cfg.valid:
-            vrows, _ = load_rows(cfg.valid, tokenizer, role="valid", **opts)
+            vdata = resolve_dataset(cfg.valid, split=VALID_SPLITS, on_event=emit)
+            vrows, _ = load_rows(vdata, tokenizer, role="valid", **opts)
             valid = lambda: eval_batches(vrows, cfg.batch_size, cfg.val_batches)  # noqa: E731
             extra["valid_rows"] = len(vrows)
         return stream, valid, extra

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 from conftest import write_fake_run
@@ -95,7 +97,83 @@ async def test_runs_list_curves_compare_delete(tui_env):
         await wait_until(pilot, lambda: table.row_count == 1, what="the run to be deleted")
         assert not os.path.exists(victim)
         assert len(list((tui_env / "adapters").iterdir())) == 1
-        assert screen.query_one("#export").disabled  # a later issue
+        assert not screen.query_one("#export").disabled  # a run is selected
+
+
+def copy_run(trained_run, root, name: str, *, model: str | None = None):
+    """A writable copy of the tiny trained run under root; `model`: pretend it was trained on that."""
+    run = shutil.copytree(trained_run, root / name)
+    if model is not None:
+        info = json.loads((run / "run.json").read_text())
+        info["model_path"] = model
+        info["config"]["model"] = model
+        (run / "run.json").write_text(json.dumps(info))
+    return run
+
+
+async def open_export_dialog(pilot, app):
+    table = app.screen.query_one(DataTable)
+    await wait_until(pilot, lambda: table.row_count == 1, what="the run listed")
+    table.focus()
+    await pilot.press("e")
+    await wait_until(pilot, lambda: type(app.screen).__name__ == "ExportDialog", what="the export dialog")
+    return app.screen
+
+
+async def test_export_a_tiny_run_as_peft(tui_env, trained_run, monkeypatch):
+    import huggingface_hub.constants
+
+    # HF_HUB_OFFLINE is read when huggingface_hub is imported, maybe before tui_env set it
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    run = copy_run(trained_run, tui_env / "adapters", "sft-tiny")
+    app = create_app(start="runs")
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = app.screen
+        dialog = await open_export_dialog(pilot, app)
+        await pilot.click("#fmt-gguf")
+        await pilot.pause()
+        assert dialog.query_one("#export-out").value == str(Path("adapters/sft-tiny/export-gguf.gguf"))
+        await pilot.click("#fmt-peft")
+        await pilot.pause()
+        assert dialog.query_one("#export-out").value == str(Path("adapters/sft-tiny/export-peft"))
+        await pilot.click("#export-ok")
+        await wait_until(pilot, lambda: app.screen is screen, what="the dialog to close")
+        await wait_for_workers(app)
+        await pilot.pause()
+        out = run / "export-peft"
+        assert (out / "adapter_config.json").is_file() and (out / "adapter_model.safetensors").is_file()
+        assert "adapters/sft-tiny/export-peft" in text_of(screen, "#runs-status")
+        assert not screen.query_one("#error").display and not screen.query_one("#export").disabled
+        # again, pushing to the hub: offline, the export is written and the failed upload is shown
+        dialog = await open_export_dialog(pilot, app)
+        await paste_into(pilot, "#export-push", "someone/tiny-export")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: app.screen is screen, what="the dialog to close")
+        await wait_for_workers(app)
+        await pilot.pause()
+        assert (out / "adapter_model.safetensors").is_file()
+        error = text_of(screen, "#error")
+        assert screen.query_one("#error").display and "push failed" in error
+        assert "offline" in error and "someone/tiny-export" in error
+
+
+async def test_export_failure_shows_an_error(tui_env, trained_run):
+    copy_run(trained_run, tui_env / "adapters", "sft-lost", model=str(tui_env / "models" / "gone"))
+    app = create_app(start="runs")
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = app.screen
+        await open_export_dialog(pilot, app)
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: app.screen is screen, what="the dialog to close")
+        await wait_for_workers(app)
+        await pilot.pause()
+        assert screen.query_one("#error").display
+        assert "gone" in text_of(screen, "#error")
+        assert not (tui_env / "adapters" / "sft-lost" / "export-peft").exists()
+        assert not screen.query_one("#export").disabled  # ready for another try
+        await pilot.press("g")  # the app keeps running
+        await pilot.pause()
+        assert app.is_running and screen.query_one(DataTable).row_count == 1
 
 
 async def test_runs_watch_attaches_on_train_screen(tui_env):

@@ -127,3 +127,9 @@ def test_help_lists_the_documented_flags(argv):
     if argv[0] == "train":
         for flag in ("--grad-accum", "--lora-alpha", "--lora-targets", "--dora", "--grad-checkpoint", "--resume"):
             assert flag in out.stdout
+
+
+def test_every_command_is_registered():
+    out = localtune("--help")
+    for command in ("train", "data", "models", "chat", "export", "runs", "plan", "doctor", "demo", "tui"):
+        assert re.search(rf"^\s+{command}\s", out.stdout, re.M), command

@@ -149,7 +149,7 @@ def run_check_cli(path, fmt=None):
     buf = io.BytesIO()
     out = io.TextIOWrapper(buf, encoding="utf-8", errors="strict", newline="\n")
     with redirect_stdout(out):
-        rc = run_check(argparse.Namespace(files=[str(path)], format=fmt))
+        rc = run_check(argparse.Namespace(files=[str(path)], format=fmt, columns=None))
     out.flush()
     return rc, buf.getvalue().decode("utf-8")
 

@@ -1,5 +1,6 @@
 """Runs: every run with status, kind, data, final losses and duration; curves, config, compare
-two runs on one plot, watch (re-attach), resume and delete."""
+two runs on one plot, watch (re-attach), resume, delete and export (peft | fused | gguf, optional
+hub push) in a thread worker."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import time
 from pathlib import Path
 
 import yaml
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -16,8 +18,10 @@ from textual.widgets import Button, DataTable, Footer, Header, Static
 from tui.base import BaseScreen
 from tui.dialogs import ConfirmDialog
 from tui.follow import LOSS_SERIES, load_run
+from tui.messages import ExportDone
 from tui.render import relative
 from tui.widgets.curve_plot import CurvePlot
+from tui.widgets.export_dialog import ExportDialog
 
 COLUMNS = (("run", 16), ("status", 11), ("kind", 4), ("data", 16), ("train", 7), ("valid", 7), ("time", 7))
 
@@ -43,6 +47,7 @@ class RunsScreen(BaseScreen):
         Binding("m", "mark", "Compare"),
         Binding("ctrl+r", "resume", "Resume"),
         Binding("d", "delete", "Delete"),
+        Binding("e", "export", "Export"),
         Binding("g", "refresh", "Refresh"),
     ]
 
@@ -62,8 +67,9 @@ class RunsScreen(BaseScreen):
                     yield Button("Compare", id="mark")
                     yield Button("Resume", id="resume")
                     yield Button("Delete", id="delete", variant="error")
-                    yield Button("Export", id="export", disabled=True, tooltip="export lands in a later release")
+                    yield Button("Export", id="export", disabled=True)
                 yield Static("", id="error", classes="error")
+                yield Static("", id="runs-status", markup=False)
             with Vertical(id="runs-right"):
                 yield CurvePlot("loss", id="runs-plot")
                 with VerticalScroll(id="runs-config-box"):
@@ -72,6 +78,7 @@ class RunsScreen(BaseScreen):
 
     def on_mount(self) -> None:
         self.query_one("#error").display = False
+        self.query_one("#runs-status").display = False
         table = self.query_one(DataTable)
         for label, width in COLUMNS:
             table.add_column(label, width=width)
@@ -90,9 +97,11 @@ class RunsScreen(BaseScreen):
             table.add_row(r["name"], r.get("status", "?"), r.get("kind", "?"), relative(data) if data else "-",
                           _loss(r.get("final_train_loss")), _loss(r.get("final_val_loss")), duration(r),
                           key=r["path"])
+        self.query_one("#export", Button).disabled = not self.runs
         if self.runs:
             self.select(self.runs[min(table.cursor_row, len(self.runs) - 1)])
         else:
+            self.selected = None
             self.query_one("#runs-config", Static).update(
                 f"no runs under {self.app.settings['runs_root']}: start one on the Train screen (F1)")
 
@@ -107,6 +116,7 @@ class RunsScreen(BaseScreen):
 
     def select(self, run: dict) -> None:
         self.selected = run
+        self.query_one("#export", Button).disabled = False
         series = {}
         for r, prefix in ((run, ""), (self.compare, "B ")):
             if r is None or (prefix and r["path"] == run["path"]):
@@ -163,4 +173,56 @@ class RunsScreen(BaseScreen):
         self.app.push_screen(ConfirmDialog(f"Delete run {run['name']} and its checkpoints?"), answer)
 
     def action_export(self) -> None:
-        self.show_error("export lands in a later release")
+        run = self._need_run()
+        if not run:
+            return
+        if run.get("status") in ("running", "starting"):
+            self.show_error(f"{run['name']} is still training; export it when it has finished")
+            return
+
+        def answer(choice: dict | None) -> None:
+            if choice:
+                self.clear_error()
+                self.query_one("#export", Button).disabled = True
+                self._show_status(f"exporting {run['name']} ({choice['fmt']}) ...")
+                self.export(run["path"], choice["fmt"], choice["out"], choice["push"])
+
+        self.app.push_screen(ExportDialog(run), answer)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="export")
+    def export(self, run: str, fmt: str, out: str, push: str | None) -> None:
+        from localtune.errors import LocaltuneError
+        from localtune.export import export_run
+
+        path = export_run(run, fmt, out)
+        url = push_error = None
+        if push:
+            from localtune.export.hub import push_export
+
+            try:
+                url = push_export(run, path, push, fmt=fmt)
+            except Exception as e:  # the export is written: keep it, show why the upload failed
+                push_error = str(e) if isinstance(e, LocaltuneError) else \
+                    f"cannot upload to {push} ({type(e).__name__}: {e}); offline?"
+        self.post_message(ExportDone(fmt, str(path), url, push_error))
+
+    def on_export_done(self, msg: ExportDone) -> None:
+        self.query_one("#export", Button).disabled = self.selected is None
+        text = f"exported ({msg.fmt}): {relative(msg.path)}"
+        if msg.url:
+            text += f"\npushed: {msg.url}"
+        self._show_status(text)
+        if msg.push_error:
+            self.show_error(f"exported to {relative(msg.path)}, but the push failed: {msg.push_error}")
+        else:
+            self.notify(text, title="export done", timeout=8)
+
+    def worker_failed(self, worker) -> None:
+        if worker.group == "export":
+            self.query_one("#export", Button).disabled = self.selected is None
+            self.query_one("#runs-status").display = False
+
+    def _show_status(self, text: str) -> None:
+        status = self.query_one("#runs-status", Static)
+        status.update(text)
+        status.display = True
