@@ -27,7 +27,8 @@ def default_run_name(kind: str) -> str:
     return f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (on this host)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -52,7 +53,7 @@ class RunDir:
                 fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 holder = self.lock_holder()
-                if holder and holder.get("host") == socket.gethostname() and not _pid_alive(holder["pid"]):
+                if holder and holder.get("host") == socket.gethostname() and not pid_alive(holder["pid"]):
                     lock.unlink(missing_ok=True)  # stale: its process is gone
                     continue
                 if holder is None:
@@ -160,7 +161,7 @@ def list_runs(root: str | Path = DEFAULT_ROOT) -> list[dict]:
         except RunError:
             continue
         status = info.get("status", "?")
-        if status == "running" and not _pid_alive(int(info.get("pid", 0) or 0)):
+        if status == "running" and not pid_alive(int(info.get("pid", 0) or 0)):
             status = "interrupted"  # killed without a chance to say so; resumable
         events = read_metrics(d / METRICS_FILE)
         train = [e["train_loss"] for e in events if e.get("train_loss") is not None]

@@ -9,6 +9,8 @@ import os
 from collections import deque
 from pathlib import Path
 
+from localtune.runs import pid_alive
+
 # metric key -> series name shown in the plots
 SERIES = {
     "train_loss": "train", "val_loss": "valid",
@@ -48,16 +50,6 @@ class FileTail:
         self.offset += len(data)
         *lines, self.partial = (self.partial + data).split(b"\n")
         return [ln.decode("utf-8", "replace") for ln in lines if ln.strip()]
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def format_eta(seconds: float | None) -> str:
