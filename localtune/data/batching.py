@@ -83,15 +83,19 @@ def collate(rows: list[tuple[list[int], list[bool]]], indices: list[int]) -> Bat
 
 
 class BatchStream:
-    """Endless training batches over epochs; `position` is all that resume needs."""
+    """Endless training batches over epochs; `position` is all that resume needs.
 
-    def __init__(self, rows, batch_size: int, seed: int, epoch: int = 0, index: int = 0):
+    Items are (ids, mask) rows by default; a subclass with its own `collate` and `lengths`
+    batches other items (DPO's pairs) in the same order."""
+
+    def __init__(self, rows, batch_size: int, seed: int, epoch: int = 0, index: int = 0,
+                 lengths: list[int] | None = None):
         if not rows:
             raise ValueError("no rows to batch")
         self.rows = rows
         self.batch_size = batch_size
         self.seed = seed
-        self.lengths = [len(ids) for ids, _ in rows]
+        self.lengths = lengths if lengths is not None else [len(ids) for ids, _ in rows]
         self.epoch, self.index = epoch, index
         self._order = epoch_order(self.lengths, batch_size, seed, epoch)
 
@@ -112,9 +116,12 @@ class BatchStream:
         if self.index >= len(self._order):
             self.epoch, self.index = self.epoch + 1, 0
             self._order = epoch_order(self.lengths, self.batch_size, self.seed, self.epoch)
-        batch = collate(self.rows, self._order[self.index])
+        batch = self.collate(self._order[self.index])
         self.index += 1
         return batch
+
+    def collate(self, indices: list[int]):
+        return collate(self.rows, indices)
 
 
 def eval_batches(rows, batch_size: int, limit: int = -1):

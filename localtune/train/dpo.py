@@ -14,6 +14,7 @@ import numpy as np
 import localtune  # noqa: F401
 import mlx.core as mx
 
+from localtune.data.batching import BatchStream
 from localtune.train.reference import (
     cached_reference,
     eval_mode,
@@ -123,42 +124,16 @@ def collate_pairs(pairs, indices: list[int], ref=None) -> PairBatch:
     return PairBatch(b.ids, b.mask, b.lengths, list(indices), r, b.positions, b.targets, b.target_rows)
 
 
-class PairStream:
-    """Endless pair batches: the SFT stream's epoch order (a pure function of seed and epoch, so
-    resume replays it; bucketed once per epoch, never re-sorted per step) over pair lengths."""
+class PairStream(BatchStream):
+    """Endless pair batches in the SFT stream's epoch order (a pure function of seed and epoch, so
+    resume replays it; bucketed once per epoch by pair length, never re-sorted per step)."""
 
     def __init__(self, pairs, batch_size: int, seed: int, ref=None):
-        if not pairs:
-            raise ValueError("no pairs to batch")
-        self.pairs, self.batch_size, self.seed, self.ref = pairs, batch_size, seed, ref
-        self.lengths = [p.length for p in pairs]
-        self.epoch = self.index = 0
-        self._order = self._epoch_order()
+        self.ref = ref
+        super().__init__(pairs, batch_size, seed, lengths=[p.length for p in pairs])
 
-    def _epoch_order(self):
-        from localtune.data.batching import epoch_order
-
-        return epoch_order(self.lengths, self.batch_size, self.seed, self.epoch)
-
-    @property
-    def batches_per_epoch(self) -> int:
-        return len(self._order)
-
-    @property
-    def position(self) -> dict:
-        return {"epoch": self.epoch, "index": self.index}
-
-    def seek(self, position: dict) -> None:
-        self.epoch, self.index = int(position["epoch"]), int(position["index"])
-        self._order = self._epoch_order()
-
-    def next(self) -> PairBatch:
-        if self.index >= len(self._order):
-            self.epoch, self.index = self.epoch + 1, 0
-            self._order = self._epoch_order()
-        batch = collate_pairs(self.pairs, self._order[self.index], self.ref)
-        self.index += 1
-        return batch
+    def collate(self, indices: list[int]) -> PairBatch:
+        return collate_pairs(self.rows, indices, self.ref)
 
 
 def eval_pair_batches(pairs, batch_size: int, limit: int = -1, ref=None):
