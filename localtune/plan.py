@@ -25,9 +25,10 @@ INTER_TENSORS = 4
 SCORE_TENSORS = 2
 # Logits at target positions in float32: logits, softmax/logsumexp intermediate, their gradient.
 LOGIT_TENSORS = 3
-# Achieved fraction of the measured matmul rate over a whole step (small matrices, softmax,
-# elementwise work and the optimizer lower it). Calibrated: bench/NOTES.md.
-EFFICIENCY = 0.65
+# Achieved fraction of the measured 1024² matmul rate over a whole step (smaller matrices,
+# attention, softmax, elementwise work and the optimizer lower it). Measured 0.24-0.53 on a
+# shared 2-core CPU (bench/NOTES.md): speed predictions are good to about 2x, memory to ~5%.
+EFFICIENCY = 0.4
 OVERHEAD_BYTES = 64e6  # MLX allocator slack and small buffers
 BATCH_CHOICES = (1, 2, 4, 8, 16, 32, 64, 128)
 LENGTH_CHOICES = (128, 256, 512, 1024, 2048, 4096, 8192, 16384)
@@ -121,14 +122,18 @@ def plan(cfg, *, memory_gb: float | None = None, gflops: float | None = None, on
     `gflops`: the matmul rate to assume (default: measured now with backend.matmul_gflops()).
     """
     from localtune import backend
+    from localtune.data.preferences import looks_like_preferences
+    from localtune.errors import DataError
     from localtune.models import load_tokenizer_only, resolve_model
     from localtune.train.prepare import load_rows
 
+    if looks_like_preferences(cfg.data, getattr(cfg, "columns", None)):
+        raise DataError(f"{cfg.data}: preference pairs; `plan` covers SFT data only so far")
     model_dir = resolve_model(cfg.model, on_event=on_event)
     s = model_shape(model_dir)
     rows, _ = load_rows(cfg.data, load_tokenizer_only(str(model_dir)), format=cfg.format,
                         train_on_prompt=cfg.train_on_prompt, max_seq_len=cfg.max_seq_len,
-                        overlong=cfg.overlong, on_event=on_event)
+                        overlong=cfg.overlong, on_event=on_event, columns=getattr(cfg, "columns", None))
     lora = dict(rank=cfg.lora_rank, lora_layers=cfg.lora_layers, lora_targets=tuple(cfg.lora_targets))
     batches = list(_batches(rows, cfg.batch_size, cfg.seed))
     peak = max((batch_memory(s, b, w, t, grad_checkpoint=cfg.grad_checkpoint, **lora) for b, w, t in batches),

@@ -19,7 +19,7 @@ def register(sub) -> None:
     p.add_argument("--dpo-iters", type=int, help="DPO steps (overrides the config)")
     p.add_argument("--no-dpo", action="store_true", help="stop after SFT")
     p.add_argument("--out", default="adapters", help="where the demo's run directories go")
-    p.add_argument("--max-tokens", type=int, default=120)
+    p.add_argument("--max-tokens", type=int, default=80)
     p.set_defaults(func=run)
 
 
