@@ -123,7 +123,15 @@ def run_stats(args) -> int:
     t = s.get("turns", {})
     if t:
         print(f"  assistant turns {t.get('assistant_turns')}, multi-turn rows {t.get('multi_turn_rows')}")
-    for key in ("tokens", "trained_tokens"):
+    _print_lengths(s, ("tokens", "trained_tokens"), args.max_seq_len)
+    d = s["duplicates"]
+    print(f"  duplicates: {d['count']}" + (f" (lines {', '.join(map(str, d['lines']))})" if d["count"] else ""))
+    return 0
+
+
+def _print_lengths(s: dict, keys: tuple[str, ...], max_seq_len: int) -> None:
+    """Token-length percentiles and the rows over the max length, for SFT and preference stats."""
+    for key in keys:
         if key in s:
             v = s[key]
             print(f"  {key.replace('_', ' ')}: p50 {v['p50']}, p90 {v['p90']}, p99 {v['p99']}, "
@@ -131,10 +139,7 @@ def run_stats(args) -> int:
     if "over_max_seq_len" in s:
         o = s["over_max_seq_len"]
         lines = ", ".join(map(str, o["lines"]))
-        print(f"  over --max-seq-len {args.max_seq_len}: {o['count']}" + (f" (lines {lines})" if lines else ""))
-    d = s["duplicates"]
-    print(f"  duplicates: {d['count']}" + (f" (lines {', '.join(map(str, d['lines']))})" if d["count"] else ""))
-    return 0
+        print(f"  over --max-seq-len {max_seq_len}: {o['count']}" + (f" (lines {lines})" if lines else ""))
 
 
 def _preference_stats(args) -> int:
@@ -152,15 +157,7 @@ def _preference_stats(args) -> int:
     ident = s["identical_pairs"]
     print(f"  chosen == rejected: {ident['count']}"
           + (f" (lines {', '.join(map(str, ident['lines']))})" if ident["count"] else ""))
-    for key in ("tokens", "chosen_tokens", "rejected_tokens"):
-        if key in s:
-            v = s[key]
-            print(f"  {key.replace('_', ' ')}: p50 {v['p50']}, p90 {v['p90']}, p99 {v['p99']}, "
-                  f"max {v['max']}, total {v['total']}")
-    if "over_max_seq_len" in s:
-        o = s["over_max_seq_len"]
-        lines = ", ".join(map(str, o["lines"]))
-        print(f"  over --max-seq-len {args.max_seq_len}: {o['count']}" + (f" (lines {lines})" if lines else ""))
+    _print_lengths(s, ("tokens", "chosen_tokens", "rejected_tokens"), args.max_seq_len)
     return 0
 
 
