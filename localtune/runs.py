@@ -127,21 +127,27 @@ def _append_line(path: Path, line: str) -> None:
         os.close(fd)
 
 
+def parse_event(line: str) -> dict | None:
+    """One metrics.jsonl line as an event; None for a blank, torn or non-object line."""
+    line = line.strip()
+    if not line:
+        return None
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
 def read_metrics(path: str | Path) -> list[dict]:
     """Every complete JSON line; a torn or corrupt line (a killed writer) is skipped."""
     events = []
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
             for line in f:
-                line = line.strip()
-                if not line:
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if isinstance(obj, dict):
-                    events.append(obj)
+                event = parse_event(line)
+                if event is not None:
+                    events.append(event)
     except FileNotFoundError:
         pass
     return events

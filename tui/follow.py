@@ -9,7 +9,7 @@ import os
 from collections import deque
 from pathlib import Path
 
-from localtune.runs import pid_alive
+from localtune.runs import parse_event, pid_alive
 
 # metric key -> series name shown in the plots
 SERIES = {
@@ -84,11 +84,8 @@ class RunFollower:
             self.series, self.step, self.last, self._first_timed = {}, 0, {}, None
             changed = True
         for line in lines:
-            try:
-                event = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(event, dict):
+            event = parse_event(line)
+            if event is not None:
                 self.add_event(event)
                 changed = True
         self.new_log = self.log.read_new()
