@@ -131,6 +131,7 @@ def run_training(
         if resume:
             if dp.is_main:  # other ranks never write, and must not delete rank 0's temp files
                 ckpt.remove_partial_writes(run.path)  # a killed writer's temp files; we hold the lock
+                ckpt.prune(run.path, cfg.keep_checkpoints)  # a kill between a save and its prune
             last = ckpt.latest_checkpoint(run.path)
             if last is not None:
                 state, position, _ = ckpt.load_checkpoint(last, model, optimizer)
@@ -159,10 +160,13 @@ def run_training(
         outcome = train(model, optimizer, dp.loss(task.loss_fn), dp.batches(stream.next), settings, state,
                         valid_batches=valid_batches, on_event=emit, should_stop=dp.should_stop(should_stop),
                         save_checkpoint=save if dp.is_main else None, all_reduce=dp.all_reduce)
-        run.update(status=outcome, finished=time.time(), step=state.step, elapsed=state.elapsed)
         close_reports()
         if dp.is_main:
+            # Every file of the run is complete before run.json says so: a kill before this point
+            # is resumed (a resume that starts at the last step only rewrites these files).
+            save_adapter(model, run.path, spec)
             reporting.finish_run(run.path, run.metrics())  # loss.png
+        run.update(status=outcome, finished=time.time(), step=state.step, elapsed=state.elapsed)
         emit({"event": "done", "status": outcome, "run": str(run.path), "step": state.step})
         return run.path
     except NonFiniteLoss as e:
