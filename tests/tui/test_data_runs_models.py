@@ -12,7 +12,7 @@ from conftest import write_fake_run
 from textual.widgets import DataTable, OptionList
 from tui_helpers import paste_into, type_into, wait_for_workers, wait_until
 
-from tui import create_app
+from tui import create_app, process
 from tui.widgets.curve_plot import CurvePlot, HistogramPlot
 
 pytestmark = pytest.mark.asyncio
@@ -184,8 +184,9 @@ async def test_runs_watch_attaches_on_train_screen(tui_env):
         app.screen.query_one(DataTable).focus()
         await pilot.press("w")
         await wait_until(pilot, lambda: type(app.screen).__name__ == "TrainScreen", what="train screen")
-        await pilot.pause()
         screen = app.screen
+        # It attaches on its ScreenResume event, a moment after it becomes current.
+        await wait_until(pilot, lambda: screen.run_status is not None, what="the run attached")
         assert screen.run_status == "finished"
         dpo = screen.query_one("#dpo-plot", CurvePlot)
         assert dpo.display and set(dpo.series) == {"reward acc", "margin"}
@@ -218,7 +219,10 @@ async def test_resume_from_runs_starts_the_trainer_and_shows_its_failure(tui_env
         await pilot.press("ctrl+r")
         await wait_until(pilot, lambda: type(app.screen).__name__ == "TrainScreen", what="train screen")
         screen = app.screen
-        assert screen.proc is not None  # a trainer process was started with --resume
+        # The screen resumes the run on its ScreenResume event, a moment after it becomes current.
+        await wait_until(pilot, lambda: screen.proc is not None or screen.run_status == "failed",
+                         what="a trainer process started with --resume")
+        assert (tui_env / "adapters" / "sft-stopped" / process.CONSOLE_NAME).exists()
         await wait_until(pilot, lambda: screen.run_status == "failed" and screen.proc is None, timeout=60,
                          what="the resume to fail (the fake run's model does not exist)")
         assert screen.query_one("#run-error").display
