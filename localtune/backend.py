@@ -76,6 +76,21 @@ def clear_cache() -> None:
     mx.clear_cache()
 
 
+def fast_cpu_math() -> bool:
+    """Use localtune.cpu_math's exp-based ops (softmax, SwiGLU, attention, log-sum-exp)?
+
+    Only on the CPU backend, where MLX's own exp is scalar and slow (bench/NOTES.md); Metal and
+    CUDA have fast kernels. LOCALTUNE_FAST_MATH=0 turns it off (to compare, or to debug).
+    """
+    return kind() == "cpu" and os.environ.get("LOCALTUNE_FAST_MATH", "1") != "0"
+
+
+def allocator() -> str:
+    from localtune import _malloc
+
+    return "glibc, freed memory kept" if _malloc.applied else f"default ({_malloc.reason})"
+
+
 def blas() -> str:
     """Which BLAS the CPU backend uses, as far as we can tell."""
     from localtune import _blas
@@ -103,6 +118,8 @@ def describe() -> dict:
         "platform": f"{platform.system()} {platform.machine()}",
         "python": platform.python_version(),
         "blas": blas(),
+        "allocator": allocator(),
+        "fast_cpu_math": fast_cpu_math(),
         "memory_gb": round(total_memory_bytes() / 1e9, 1),
         "default_train_dtype": default_train_dtype(),
         "cpu_count": os.cpu_count(),

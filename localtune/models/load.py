@@ -77,6 +77,10 @@ def load_model(path: str | os.PathLike, *, dtype: str | None = None):
         raise ModelError(f"cannot load model {path}: {e}") from e
     if dtype is not None:
         cast_floats(model, _FLOATS[dtype])
+    from localtune import backend, cpu_math
+
+    if backend.fast_cpu_math():
+        cpu_math.install(model)
     return model, tokenizer
 
 

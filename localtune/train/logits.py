@@ -13,6 +13,8 @@ import localtune  # noqa: F401
 import mlx.core as mx
 import mlx.nn as nn
 
+from localtune import backend, cpu_math
+
 # mlx_lm architectures whose Model.__call__ is `head(self.model(inputs))` with nothing after it.
 PLAIN_HEAD = {"llama", "qwen2", "qwen3", "mistral"}
 
@@ -39,4 +41,7 @@ def target_logits(model: nn.Module, inputs: mx.array, positions: mx.array) -> mx
 def target_logprobs(model: nn.Module, batch) -> mx.array:
     """log p(target) at every target position of a batch (ids/mask convention of data.batching)."""
     logits = target_logits(model, batch.ids[:, :-1], batch.positions).astype(mx.float32)
+    if backend.fast_cpu_math():  # MLX's CPU exp is slow; see localtune/cpu_math.py
+        picked = mx.take_along_axis(logits, batch.targets[:, None], axis=-1).squeeze(-1)
+        return picked - cpu_math.logsumexp(logits)
     return -nn.losses.cross_entropy(logits, batch.targets)
