@@ -70,3 +70,9 @@ class ExportDone(_Msg):
     path: str
     url: str | None = None  # the hub URL, when pushed
     push_error: str | None = None  # the export is there; only the upload failed
+
+
+@dataclass
+class PlanDone(_Msg):
+    result: dict  # localtune.plan.plan's prediction
+    batch_size: int

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import yaml
@@ -22,6 +23,15 @@ def write_config(path: str | Path, values: dict) -> Path:
     clean = {k: (list(v) if isinstance(v, tuple) else v) for k, v in values.items() if v not in (None, "")}
     path.write_text(yaml.safe_dump(clean, sort_keys=False))
     return path
+
+
+def train_config(values: dict):
+    """The SFT TrainConfig the trainer would build from these form values: the same YAML round
+    trip as start_training (type checks and defaults included), so a plan describes that run."""
+    from localtune.config import TrainConfig, build_config
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return build_config(write_config(Path(tmp) / CONFIG_NAME, values), cls=TrainConfig)
 
 
 def _spawn(args: list[str], run_dir: Path, cwd: str | Path | None) -> subprocess.Popen:

@@ -1,5 +1,5 @@
-"""How things are shown: paths relative to the working directory, the dataset summary, and the
-loss-mask preview of one row (trained tokens highlighted)."""
+"""How things are shown: paths relative to the working directory, the dataset summary, the
+loss-mask preview of one row (trained tokens highlighted), and a run's predicted cost."""
 
 from __future__ import annotations
 
@@ -67,3 +67,22 @@ def row_label(example) -> str:
 
 def legend() -> Text:
     return Text.assemble(("trained", TRAINED), "  ", ("not trained (context)", CONTEXT))
+
+
+def duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def plan_text(r: dict, batch_size: int) -> str:
+    """localtune.plan.plan's prediction, in short lines that fit the Train form's column."""
+    verdict = "fits" if r["fits"] else "does NOT fit"
+    return "\n".join([
+        f"plan: peak {r['peak_memory_gb']:.2f} GB, {verdict} {r['memory_budget_gb']:.1f} GB",
+        f"~{r['tokens_per_sec']:,.0f} tokens/s · {duration(r['epoch_seconds'])}/epoch",
+        f"largest batch at this length: {r['max_batch_size'] or 'none fits'}",
+        f"longest max seq len at batch {batch_size}: {r['max_seq_len'] or 'none fits'}",
+    ])

@@ -1,4 +1,5 @@
-"""Train screen: a real trainer subprocess on the tiny model, followed live; a failing run."""
+"""Train screen: a real trainer subprocess on the tiny model, followed live; a failing run; the
+plan (predicted memory and speed) of the form's run."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import time
 
 import pytest
 from textual.widgets import ProgressBar
-from tui_helpers import SAMPLES, paste_into, type_into, wait_until
+from tui_helpers import SAMPLES, paste_into, type_into, wait_for_workers, wait_until
 
 from tui import create_app
 from tui.widgets.curve_plot import CurvePlot
@@ -126,3 +127,52 @@ async def test_dpo_run_plots_reward_accuracy_and_margin(tui_env, tiny_model_dir)
         assert {"reward acc", "margin", "val reward acc", "val margin"} <= set(dpo.series)
         assert dpo.series["reward acc"][0] == [1, 2] and dpo.series["val margin"][0] == [0, 1, 2]
         assert "reward acc" in str(screen.query_one("#run-summary").render())
+
+
+async def test_plan_shows_the_prediction_for_the_form(tui_env, tiny_model_dir):
+    from localtune.config import TrainConfig
+    from localtune.plan import plan
+
+    data = str(SAMPLES / "sft" / "train.jsonl")
+    app = create_app(runs_root="adapters", model=str(tiny_model_dir))
+    app.settings["plan_gflops"] = 50.0  # a fixed matmul rate: the same speed as the plan below
+    async with app.run_test(size=(120, 36)) as pilot:
+        await paste_into(pilot, "#f-data", data)
+        await type_into(pilot, "#f-batch_size", "2")
+        await pilot.press("ctrl+p")
+        screen = app.screen
+        line = screen.query_one("#plan")
+        await wait_until(pilot, lambda: "tokens/s" in str(line.render()), timeout=60, what="the plan")
+        text = str(line.render())
+        assert not screen.query_one("#error").display
+    expected = plan(TrainConfig(model=str(tiny_model_dir), data=data, batch_size=2), gflops=50.0)
+    assert f"peak {expected['peak_memory_gb']:.2f} GB" in text
+    assert f"~{expected['tokens_per_sec']:,.0f} tokens/s" in text
+    assert f"largest batch at this length: {expected['max_batch_size']}" in text
+    assert f"longest max seq len at batch 2: {expected['max_seq_len']}" in text
+
+
+async def test_plan_errors_are_shown_and_the_app_keeps_running(tui_env, tiny_model_dir):
+    app = create_app(runs_root="adapters", model=str(tiny_model_dir))
+    app.settings["plan_gflops"] = 50.0
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = app.screen
+        error, line = screen.query_one("#error"), screen.query_one("#plan")
+
+        async def plan_error() -> str:
+            await pilot.press("ctrl+p")
+            await wait_for_workers(app)
+            await wait_until(pilot, lambda: error.display, timeout=10, what="the error")
+            assert not line.display  # no prediction left over
+            return str(error.render())
+
+        assert "training data" in await plan_error()  # no data
+        await paste_into(pilot, "#f-data", "data/missing.jsonl")
+        assert "no such file" in await plan_error()  # fails in the worker
+        await paste_into(pilot, "#f-data", str(SAMPLES / "dpo" / "train.jsonl"))
+        assert "preference pairs" in await plan_error()  # SFT kind, preference data
+        screen.query_one("#f-kind").focus()
+        await pilot.press("enter", "down", "enter")  # SFT -> DPO
+        assert "SFT runs only" in await plan_error()
+        await pilot.press("f2")  # the app is alive and switches screens
+        assert type(app.screen).__name__ == "RunsScreen"

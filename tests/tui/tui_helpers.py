@@ -7,7 +7,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "samples"
-JOB_GROUPS = {"dataset", "split", "chat-load", "chat-gen", "models-list", "model-job", "export"}
+JOB_GROUPS = {"dataset", "split", "chat-load", "chat-gen", "models-list", "model-job", "export", "plan"}
 
 
 async def wait_for_workers(app) -> None:

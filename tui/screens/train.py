@@ -1,19 +1,23 @@
-"""Train: the form, start/stop/resume a trainer process, and follow its run directory live."""
+"""Train: the form, start/stop/resume a trainer process, follow its run directory live, and
+predict the form's run (`localtune plan`) in a thread worker before starting it."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Footer, Header, Static
+from textual.worker import Worker, get_current_worker
 
 from tui import process
 from tui.base import BaseScreen
 from tui.follow import DONE, RunFollower
-from tui.render import relative
+from tui.messages import PlanDone
+from tui.render import plan_text, relative
 from tui.widgets.train_panels import RunView, TrainForm
 
 POLL_SECONDS = 0.3
@@ -24,8 +28,10 @@ class TrainScreen(BaseScreen):
         Binding("ctrl+s", "start", "Start", priority=True),
         Binding("ctrl+t", "stop", "Stop", priority=True),
         Binding("ctrl+r", "resume", "Resume", priority=True),
-        Binding("ctrl+o", "load_yaml", "Load YAML", priority=True),
-        Binding("ctrl+y", "save_yaml", "Save YAML", priority=True),
+        # Footer labels kept short so all of them (F-keys included) fit a 120-column terminal.
+        Binding("ctrl+o", "load_yaml", "Load", priority=True),
+        Binding("ctrl+y", "save_yaml", "Save", priority=True),
+        Binding("ctrl+p", "plan", "Plan", priority=True),  # free: the app has no command palette
     ]
 
     def __init__(self) -> None:
@@ -45,12 +51,15 @@ class TrainScreen(BaseScreen):
                 with Horizontal(classes="buttons"):
                     yield Button("Load YAML", id="load-yaml")
                     yield Button("Save YAML", id="save-yaml")
+                    yield Button("Plan", id="plan-button")
+                yield Static("", id="plan")
                 yield Static("", id="error", classes="error")
             yield RunView(id="run-view")
         yield Footer()
 
     def on_mount(self) -> None:
         self.query_one("#error").display = False
+        self.query_one("#plan").display = False
         settings = self.app.settings
         if settings.get("model"):
             self.query_one(TrainForm).set_value("model", settings["model"])
@@ -93,7 +102,8 @@ class TrainScreen(BaseScreen):
     # -- actions ---------------------------------------------------------------------------
     def on_button_pressed(self, event: Button.Pressed) -> None:
         actions = {"start": self.action_start, "stop": self.action_stop, "resume": self.action_resume,
-                   "load-yaml": self.action_load_yaml, "save-yaml": self.action_save_yaml}
+                   "load-yaml": self.action_load_yaml, "save-yaml": self.action_save_yaml,
+                   "plan-button": self.action_plan}
         if event.button.id in actions:
             actions[event.button.id]()
 
@@ -110,15 +120,53 @@ class TrainScreen(BaseScreen):
     def _start(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             raise RuntimeError("a run started here is still going; stop it first")
-        form = self.query_one(TrainForm)
-        values = form.all_values()
-        if not values.get("data"):
-            raise ValueError("give the training data file")
+        form, values = self._form_values()
         name = form.run_name or f"{form.kind}-{time.strftime('%Y%m%d-%H%M%S')}"
         run_dir = Path(self.app.settings["runs_root"]) / name
         self.proc = process.start_training(form.kind, values, run_dir, cwd=self.app.settings.get("cwd"))
         self.attach(run_dir)
         self.notify(f"started {relative(run_dir)}")
+
+    def _form_values(self) -> tuple[TrainForm, dict]:
+        form = self.query_one(TrainForm)
+        values = form.all_values()
+        if not values.get("data"):
+            raise ValueError("give the training data file")
+        return form, values
+
+    # -- plan ------------------------------------------------------------------------------
+    def action_plan(self) -> None:
+        self._guard(self._plan)
+
+    def _plan(self) -> None:
+        self._show_plan("")  # a failed attempt must not leave an older prediction looking current
+        if self.query_one(TrainForm).kind != "sft":
+            raise ValueError("plan predicts SFT runs only; DPO memory and speed are not modelled yet")
+        _, values = self._form_values()
+        cfg = process.train_config(values)
+        self._show_plan("plan: tokenizing the data and measuring the matmul rate ...")
+        # settings["plan_gflops"]: a fixed matmul rate instead of measuring it (tests: determinism)
+        self.run_plan(cfg, self.app.settings.get("plan_gflops"))
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="plan")
+    def run_plan(self, cfg, gflops: float | None) -> None:
+        from localtune.plan import plan
+
+        result = plan(cfg, gflops=gflops)
+        if not get_current_worker().is_cancelled:  # a newer plan replaced this one
+            self.post_message(PlanDone(result, cfg.batch_size))
+
+    def on_plan_done(self, msg: PlanDone) -> None:
+        self._show_plan(plan_text(msg.result, msg.batch_size))
+
+    def worker_failed(self, worker: Worker) -> None:
+        if worker.group == "plan":  # the error is in #error; drop the "planning ..." line
+            self._show_plan("")
+
+    def _show_plan(self, text: str) -> None:
+        line = self.query_one("#plan", Static)
+        line.update(text)
+        line.display = bool(text)
 
     def action_stop(self) -> None:
         def stop():
