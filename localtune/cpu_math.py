@@ -43,9 +43,47 @@ def _exp(x: mx.array) -> mx.array:
 fast_exp = mx.compile(_exp)  # shape-specialised: View cannot be traced shapeless
 
 
+# The forward and backward math, each compiled so its elementwise steps fuse into few passes.
+@mx.compile
 def _softmax_fwd(x: mx.array) -> mx.array:
-    e = fast_exp(x - mx.max(x, axis=-1, keepdims=True))
+    e = _exp(x - mx.max(x, axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)
+
+
+@mx.compile
+def _softmax_bwd(s: mx.array, g: mx.array) -> mx.array:
+    return s * (g - (g * s).sum(axis=-1, keepdims=True))
+
+
+@mx.compile
+def _logsumexp_fwd(x: mx.array) -> mx.array:
+    m = mx.max(x, axis=-1, keepdims=True)
+    return (m + mx.log(_exp(x - m).sum(axis=-1, keepdims=True))).squeeze(-1)
+
+
+@mx.compile
+def _logsumexp_bwd(x: mx.array, lse: mx.array, g: mx.array) -> mx.array:
+    return g[..., None] * _exp(x - lse[..., None])
+
+
+def _sigmoid(x: mx.array) -> mx.array:
+    return 1.0 / (1.0 + _exp(-x))
+
+
+@mx.compile
+def _swiglu_fwd(gate: mx.array, up: mx.array) -> mx.array:
+    return gate * _sigmoid(gate) * up
+
+
+@mx.compile
+def _swiglu_bwd(gate: mx.array, up: mx.array, g: mx.array) -> tuple[mx.array, mx.array]:
+    s = _sigmoid(gate)
+    silu = gate * s
+    return g * up * (s + silu * (1.0 - s)), g * silu
+
+
+def _only(primals):
+    return primals[0] if isinstance(primals, (tuple, list)) else primals  # one input: MLX passes it bare
 
 
 @mx.custom_function
@@ -56,38 +94,69 @@ def softmax(x: mx.array) -> mx.array:
 
 @softmax.vjp
 def _softmax_vjp(primals, cotangent, output):
-    return (output * (cotangent - (cotangent * output).sum(axis=-1, keepdims=True)),)
+    return (_softmax_bwd(_only(output), _only(cotangent)),)
 
 
 @mx.custom_function
 def logsumexp(x: mx.array) -> mx.array:
     """log sum exp over the last axis, keepdims=False."""
-    m = mx.max(x, axis=-1, keepdims=True)
-    return (m + mx.log(fast_exp(x - m).sum(axis=-1, keepdims=True))).squeeze(-1)
+    return _logsumexp_fwd(x)
 
 
 @logsumexp.vjp
 def _logsumexp_vjp(primals, cotangent, output):
-    x = primals[0] if isinstance(primals, (tuple, list)) else primals  # one input: MLX passes it bare
-    return (cotangent[..., None] * fast_exp(x - output[..., None]),)
-
-
-def _sigmoid(x: mx.array) -> mx.array:
-    return 1.0 / (1.0 + fast_exp(-x))
+    return (_logsumexp_bwd(_only(primals), _only(output), _only(cotangent)),)
 
 
 @mx.custom_function
 def swiglu(gate: mx.array, up: mx.array) -> mx.array:
     """silu(gate) * up, as mlx_lm.models.activations.swiglu."""
-    return gate * _sigmoid(gate) * up
+    return _swiglu_fwd(gate, up)
 
 
 @swiglu.vjp
 def _swiglu_vjp(primals, cotangent, output):
     gate, up = primals
-    s = _sigmoid(gate)
-    silu = gate * s
-    return cotangent * up * (s + silu * (1.0 - s)), cotangent * silu
+    return _swiglu_bwd(gate, up, _only(cotangent))
+
+
+def _vocab_chunk(rows: int, vocab: int) -> int:
+    # ~2M logits per block: a few MB, so the exp's intermediate passes stay in cache.
+    return max(1024, min(vocab, 2**21 // max(rows, 1)))
+
+
+def head_logprobs(hidden: mx.array, weight: mx.array, targets: mx.array) -> mx.array:
+    """log softmax(hidden @ weight.T)[targets] per row, never holding the (rows, vocab) logits.
+
+    The vocabulary is walked in blocks: the forward keeps only each row's log-sum-exp, and the
+    backward recomputes each block's logits (one extra head matmul) instead of storing them. The
+    head weight is frozen (LoRA never adapts it), so no gradient flows to it.
+    """
+    rows, vocab = hidden.shape[0], weight.shape[0]
+    step = _vocab_chunk(rows, vocab)
+    blocks = [(a, min(a + step, vocab)) for a in range(0, vocab, step)]
+    w_target = weight[targets]  # (rows, hidden): the picked logit is a dot product with these
+
+    def block_logits(h, a, b):
+        return (h @ weight[a:b].T).astype(mx.float32)
+
+    @mx.custom_function
+    def logprobs(h):
+        lse = mx.logsumexp(mx.stack([_logsumexp_fwd(block_logits(h, a, b)) for a, b in blocks]), axis=0)
+        picked = (h * w_target).sum(axis=-1).astype(mx.float32)
+        return picked - lse, lse  # lse is an output so the backward pass gets it for free
+
+    @logprobs.vjp
+    def logprobs_vjp(primals, cotangents, outputs):
+        h = _only(primals)
+        g, lse = cotangents[0], outputs[1]
+        d_h = g[:, None].astype(h.dtype) * w_target
+        for a, b in blocks:
+            p = _exp(block_logits(h, a, b) - lse[:, None]) * g[:, None]
+            d_h = d_h - p.astype(h.dtype) @ weight[a:b]
+        return (d_h,)
+
+    return logprobs(hidden)[0]
 
 
 def _additive_mask(mask, L: int, S: int, dtype) -> mx.array | None:
@@ -101,19 +170,46 @@ def _additive_mask(mask, L: int, S: int, dtype) -> mx.array | None:
     return mask
 
 
+@mx.custom_function
+def _attend(q, k, v, add):
+    """q (B, Hk, rep, L, D) already scaled, k and v (B, Hk, S, D), add broadcastable to the scores.
+
+    Returns (output, probabilities): the probabilities are an output only so that the backward pass
+    gets them without keeping the pre-softmax scores as well (one L x S tensor kept per layer, as
+    MLX's own attention keeps, not two).
+    """
+    B, Hk, rep, L, D = q.shape
+    scores = (q.reshape(B, Hk, rep * L, D) @ k.swapaxes(-1, -2)).reshape(B, Hk, rep, L, -1) + add
+    probs = _softmax_fwd(scores.astype(mx.float32))
+    out = probs.reshape(B, Hk, rep * L, -1).astype(v.dtype) @ v
+    return out.reshape(B, Hk, rep, L, D), probs
+
+
+@_attend.vjp
+def _attend_vjp(primals, cotangents, outputs):
+    q, k, v, add = primals
+    B, Hk, rep, L, D = q.shape
+    probs = outputs[1].reshape(B, Hk, rep * L, -1)
+    g = cotangents[0].reshape(B, Hk, rep * L, D)
+    d_v = probs.swapaxes(-1, -2).astype(v.dtype) @ g  # the rep query groups sum in the matmul
+    d_scores = _softmax_bwd(probs, (g @ v.swapaxes(-1, -2)).astype(mx.float32))
+    d_q = (d_scores.astype(q.dtype) @ k).reshape(q.shape)
+    d_k = d_scores.swapaxes(-1, -2).astype(k.dtype) @ q.reshape(B, Hk, rep * L, D)
+    return d_q, d_k, d_v, mx.zeros_like(add)
+
+
 def attention(queries, keys, values, scale: float, mask=None) -> mx.array:
     """softmax(q k^T * scale + mask) v with grouped kv heads, as mx.fast.scaled_dot_product_attention."""
     B, H, L, D = queries.shape
     Hk, S = keys.shape[1], keys.shape[2]
     rep = H // Hk
-    q = (queries * scale).reshape(B, Hk, rep, L, D)
-    scores = q @ keys[:, :, None].swapaxes(-1, -2)  # (B, Hk, rep, L, S)
-    add = _additive_mask(mask, L, S, scores.dtype)
-    if add is not None:
-        scores = scores + (add.reshape(B, Hk, rep, L, S) if add.ndim == 4 and add.shape[1] == H else
-                           add[:, :, None] if add.ndim == 4 else add)
-    probs = softmax(scores.astype(mx.float32)).astype(values.dtype)
-    return (probs @ values[:, :, None]).reshape(B, H, L, -1)
+    add = _additive_mask(mask, L, S, mx.float32)
+    if add is None:
+        add = mx.zeros((1,), mx.float32)
+    elif add.ndim == 4:  # (B or 1, H or 1, L, S) -> broadcastable to (B, Hk, rep, L, S)
+        add = add.reshape(add.shape[0], Hk, rep, L, S) if add.shape[1] == H else add[:, :, None]
+    out, _ = _attend((queries * scale).reshape(B, Hk, rep, L, D), keys, values, add)
+    return out.reshape(B, H, L, D)
 
 
 def _fast_sdpa(original):

@@ -38,10 +38,24 @@ def target_logits(model: nn.Module, inputs: mx.array, positions: mx.array) -> mx
     return head(hidden.reshape(-1, hidden.shape[-1])[positions])
 
 
+def _dense_head_weight(model):
+    """The (vocab, hidden) float weight of a plain, unquantized head; None otherwise."""
+    head = _head(model)
+    if head is None:
+        return None
+    owner = getattr(head, "__self__", head)  # embed_tokens.as_linear is a bound method
+    if "scales" in owner or "bias" in owner:
+        return None
+    return owner.weight
+
+
 def target_logprobs(model: nn.Module, batch) -> mx.array:
     """log p(target) at every target position of a batch (ids/mask convention of data.batching)."""
-    logits = target_logits(model, batch.ids[:, :-1], batch.positions).astype(mx.float32)
     if backend.fast_cpu_math():  # MLX's CPU exp is slow; see localtune/cpu_math.py
-        picked = mx.take_along_axis(logits, batch.targets[:, None], axis=-1).squeeze(-1)
-        return picked - cpu_math.logsumexp(logits)
+        weight = _dense_head_weight(model)
+        if weight is not None:
+            hidden = model.model(batch.ids[:, :-1])
+            rows = hidden.reshape(-1, hidden.shape[-1])[batch.positions]
+            return cpu_math.head_logprobs(rows, weight, batch.targets)
+    logits = target_logits(model, batch.ids[:, :-1], batch.positions).astype(mx.float32)
     return -nn.losses.cross_entropy(logits, batch.targets)

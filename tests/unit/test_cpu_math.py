@@ -80,6 +80,40 @@ def test_attention_matches_fast_sdpa_with_gradients(mask):
         assert rel_err(a, b) < 1e-5
 
 
+def test_head_logprobs_equal_cross_entropy_over_vocab_blocks_with_gradients():
+    mx.random.seed(4)
+    rows, hidden, vocab = 600, 32, 5000  # 600 rows -> blocks of 3495: two blocks, the last ragged
+    assert cpu_math._vocab_chunk(rows, vocab) < vocab
+    h, w = mx.random.normal((rows, hidden)), mx.random.normal((vocab, hidden)) * 0.3
+    t = mx.random.randint(0, vocab, (rows,))
+    g = mx.random.normal((rows,))
+
+    def ours(h):
+        return cpu_math.head_logprobs(h, w, t)
+
+    def ref(h):
+        return -nn.losses.cross_entropy(h @ w.T, t)
+
+    assert rel_err(ours(h), ref(h)) < 1e-5
+    assert rel_err(mx.grad(lambda h: (ours(h) * g).sum())(h), mx.grad(lambda h: (ref(h) * g).sum())(h)) < 1e-5
+
+
+def test_fast_and_stock_target_logprobs_agree_on_a_model(tiny_model_dir, monkeypatch):
+    from localtune.data.batching import collate
+    from localtune.models.load import load_model
+    from localtune.train.logits import _dense_head_weight, target_logprobs
+
+    model, _ = load_model(tiny_model_dir)
+    assert _dense_head_weight(model) is not None  # so the blocked head path is what runs
+    rng = np.random.default_rng(0)
+    seqs = [(list(rng.integers(0, 200, n)), [0] * (n // 2) + [1] * (n - n // 2)) for n in (9, 14, 5)]
+    batch = collate(seqs, [0, 1, 2])
+    fast = target_logprobs(model, batch)
+    monkeypatch.setenv("LOCALTUNE_FAST_MATH", "0")
+    stock = target_logprobs(model, batch)
+    assert fast.shape == stock.shape and rel_err(fast, stock) < 1e-5
+
+
 def test_installed_model_gives_the_same_logits_and_gradients(tiny_model_dir, monkeypatch):
     import mlx_lm.models.llama as llama
     from mlx_lm.models import activations, base
