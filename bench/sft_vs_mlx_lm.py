@@ -44,12 +44,12 @@ def parse():
     return p.parse_args()
 
 
-def localtune_run(a, model, data: Path, out: Path) -> dict:
+def localtune_run(a, model, data: Path, out: Path, seed: int) -> dict:
     cmd = [sys.executable, "-m", "localtune", "train", "sft", "--model", str(model),
            "--data", str(data / "train.jsonl"), "--valid", str(data / "valid.jsonl"), "--out", str(out),
            "--iters", str(a.iters), "--batch-size", str(a.batch_size), "--lr", str(a.lr),
            "--schedule", "constant", "--lora-rank", str(a.rank), "--lora-alpha", str(a.alpha),
-           "--lora-layers", str(a.layers), "--max-seq-len", str(a.max_seq_len), "--seed", str(a.seed),
+           "--lora-layers", str(a.layers), "--max-seq-len", str(a.max_seq_len), "--seed", str(seed),
            "--eval-every", "0", "--save-every", "0"]
     proc = common.run_child(cmd, log=out.with_suffix(".log"))
     events = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -58,7 +58,7 @@ def localtune_run(a, model, data: Path, out: Path) -> dict:
             "mlx_peak_gb": max(e["peak_memory_gb"] for e in train), "adapter": out}
 
 
-def peer_run(a, model, data: Path, out: Path, preload: bool) -> dict:
+def peer_run(a, model, data: Path, out: Path, preload: bool, seed: int) -> dict:
     cfg = out.with_suffix(".yaml")
     scale = a.alpha / a.rank  # mlx_lm's `scale` is localtune's alpha / rank
     cfg.write_text(json.dumps({  # JSON is YAML
@@ -70,7 +70,7 @@ def peer_run(a, model, data: Path, out: Path, preload: bool) -> dict:
            "--num-layers", str(a.layers), "--max-seq-length", str(a.max_seq_len), "--mask-prompt",
            "--optimizer", "adamw", "--learning-rate", str(a.lr), "--steps-per-report", str(a.iters),
            "--steps-per-eval", str(a.iters), "--val-batches", "-1", "--save-every", str(10**6),
-           "--seed", str(a.seed), "-c", str(cfg), "--adapter-path", str(out)]
+           "--seed", str(seed), "-c", str(cfg), "--adapter-path", str(out)]
     env = {"BENCH_REPORT": str(report), "LD_PRELOAD": common.OPENBLAS if preload else ""}
     proc = common.run_child(cmd, env=env, log=out.with_suffix(".log"))
     rep = json.loads(report.read_text())["train"][-1]
@@ -142,8 +142,10 @@ def main():
         order = sides if r % 2 == 0 else sides[::-1]  # alternate who goes first: contention drifts
         for name, preload in order:
             out = tmp / f"{name.split()[0].replace('.', '_')}-{'blas' if preload is not False else 'ref'}-{r}"
-            res = (localtune_run(a, model, data, out) if preload is None
-                   else peer_run(a, model, data, out, preload))
+            # Repeat r trains both sides with seed + r (LoRA init, batch order): the medians are over
+            # orders, so one lucky or unlucky order does not decide the val-loss comparison.
+            res = (localtune_run(a, model, data, out, a.seed + r) if preload is None
+                   else peer_run(a, model, data, out, preload, a.seed + r))
             res["tok_s"] = tokens / res["train_s"]
             res["val_loss"] = val_loss(model, data, res.pop("adapter"), a)
             runs[name].append(res)

@@ -214,7 +214,8 @@ def attention(queries, keys, values, scale: float, mask=None) -> mx.array:
 
 def _fast_sdpa(original):
     def scaled_dot_product_attention(queries, keys, values, cache, scale, mask, sinks=None):
-        if sinks is not None or hasattr(cache, "bits"):
+        # One new token (generation): its scores are a single row, MLX's fused kernel is cheaper.
+        if sinks is not None or hasattr(cache, "bits") or queries.shape[2] == 1:
             return original(queries, keys, values, cache=cache, scale=scale, mask=mask, sinks=sinks)
         return attention(queries, keys, values, scale, mask)
 

@@ -25,6 +25,11 @@ INTER_TENSORS = 4
 SCORE_TENSORS = 2
 # Logits at target positions in float32: logits, softmax/logsumexp intermediate, their gradient.
 LOGIT_TENSORS = 3
+# The CPU fast path (localtune/cpu_math.py) keeps one L×L tensor per block (the probabilities) and
+# no (targets × vocab) logits: the head walks the vocabulary in ~2M-logit blocks, whose exp
+# intermediates are what is in flight (~8 blocks' worth), plus three (targets × hidden) tensors.
+FAST_SCORE_TENSORS = 1
+FAST_HEAD_BYTES = 8 * 4 * 2**21
 # Achieved fraction of the measured 1024² matmul rate over a whole step (smaller matrices,
 # attention, softmax, elementwise work and the optimizer lower it). Measured 0.24-0.53 on a
 # shared 2-core CPU (bench/NOTES.md): speed predictions are good to about 2x, memory to ~5%.
@@ -69,14 +74,17 @@ def lora_params(s: dict, rank: int, lora_layers: int, targets) -> int:
 
 
 def batch_memory(s: dict, batch: int, width: int, targets: int, *, rank: int, lora_layers: int,
-                 lora_targets, grad_checkpoint: bool = False) -> dict:
-    """Peak bytes of one training step on a (batch, width) batch with `targets` target tokens."""
+                 lora_targets, grad_checkpoint: bool = False, fast_cpu: bool = False) -> dict:
+    """Peak bytes of one training step on a (batch, width) batch with `targets` target tokens.
+
+    fast_cpu: the step runs localtune.cpu_math's attention and blocked head (backend.fast_cpu_math()).
+    """
     f32 = 4
     g = trained_blocks(s, lora_layers)
     tokens = batch * width
     n_mod = len([t for t in lora_targets if t in _linears(s)])
     per_token = f32 * (HIDDEN_TENSORS * s["hidden"] + INTER_TENSORS * s["intermediate"] + 2 * rank * n_mod)
-    scores = f32 * SCORE_TENSORS * batch * s["heads"] * width * width
+    scores = f32 * (FAST_SCORE_TENSORS if fast_cpu else SCORE_TENSORS) * batch * s["heads"] * width * width
     block = per_token * tokens + scores
     # Checkpointing keeps each block's input and recomputes one block at a time.
     acts = (g * f32 * s["hidden"] * tokens + block) if grad_checkpoint else g * block
@@ -85,7 +93,8 @@ def batch_memory(s: dict, batch: int, width: int, targets: int, *, rank: int, lo
         "weights": s["weight_bytes"],
         "lora_state": 4 * f32 * p,  # params, grads, Adam m and v
         "activations": acts,
-        "logits": LOGIT_TENSORS * f32 * targets * s["vocab"],
+        "logits": (3 * f32 * targets * s["hidden"] + FAST_HEAD_BYTES) if fast_cpu
+                  else LOGIT_TENSORS * f32 * targets * s["vocab"],
         "overhead": OVERHEAD_BYTES,
     }
     parts["total"] = sum(parts.values())
@@ -135,8 +144,10 @@ def plan(cfg, *, memory_gb: float | None = None, gflops: float | None = None, on
                         train_on_prompt=cfg.train_on_prompt, max_seq_len=cfg.max_seq_len,
                         overlong=cfg.overlong, on_event=on_event, columns=getattr(cfg, "columns", None))
     lora = dict(rank=cfg.lora_rank, lora_layers=cfg.lora_layers, lora_targets=tuple(cfg.lora_targets))
+    fast = backend.fast_cpu_math()
     batches = list(_batches(rows, cfg.batch_size, cfg.seed))
-    peak = max((batch_memory(s, b, w, t, grad_checkpoint=cfg.grad_checkpoint, **lora) for b, w, t in batches),
+    peak = max((batch_memory(s, b, w, t, grad_checkpoint=cfg.grad_checkpoint, fast_cpu=fast, **lora)
+                for b, w, t in batches),
                key=lambda m: m["total"])
     rate = gflops or backend.matmul_gflops()
     flops = sum(step_flops(s, b, w, t, **lora) for b, w, t in batches)
@@ -147,7 +158,8 @@ def plan(cfg, *, memory_gb: float | None = None, gflops: float | None = None, on
     target_frac = sum(t for *_, t in batches) / max(sum(b * w for b, w, _ in batches), 1)
 
     def fits(b: int, w: int) -> bool:  # worst case: every row of the batch at width w
-        m = batch_memory(s, b, w, int(b * w * target_frac), grad_checkpoint=cfg.grad_checkpoint, **lora)
+        m = batch_memory(s, b, w, int(b * w * target_frac), grad_checkpoint=cfg.grad_checkpoint,
+                         fast_cpu=fast, **lora)
         return m["total"] <= budget
 
     width = min(longest, cfg.max_seq_len)
