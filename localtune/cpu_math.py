@@ -122,6 +122,7 @@ def _swiglu_vjp(primals, cotangent, output):
 
 def _vocab_chunk(rows: int, vocab: int) -> int:
     # ~2M logits per block: a few MB, so the exp's intermediate passes stay in cache.
+    # (localtune/plan.py's _head_block repeats this rule for its memory estimate.)
     return max(1024, min(vocab, 2**21 // max(rows, 1)))
 
 

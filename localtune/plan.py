@@ -29,7 +29,7 @@ LOGIT_TENSORS = 3
 # no (targets × vocab) logits: the head walks the vocabulary in ~2M-logit blocks, whose exp
 # intermediates are what is in flight (~8 blocks' worth), plus three (targets × hidden) tensors.
 FAST_SCORE_TENSORS = 1
-FAST_HEAD_BYTES = 8 * 4 * 2**21
+FAST_HEAD_BLOCKS = 8
 # Achieved fraction of the measured 1024² matmul rate over a whole step (smaller matrices,
 # attention, softmax, elementwise work and the optimizer lower it). Measured 0.24-0.53 on a
 # shared 2-core CPU (bench/NOTES.md): speed predictions are good to about 2x, memory to ~5%.
@@ -93,12 +93,18 @@ def batch_memory(s: dict, batch: int, width: int, targets: int, *, rank: int, lo
         "weights": s["weight_bytes"],
         "lora_state": 4 * f32 * p,  # params, grads, Adam m and v
         "activations": acts,
-        "logits": (3 * f32 * targets * s["hidden"] + FAST_HEAD_BYTES) if fast_cpu
+        "logits": (3 * f32 * targets * s["hidden"] + FAST_HEAD_BLOCKS * f32 * _head_block(targets, s["vocab"]))
+                  if fast_cpu
                   else LOGIT_TENSORS * f32 * targets * s["vocab"],
         "overhead": OVERHEAD_BYTES,
     }
     parts["total"] = sum(parts.values())
     return parts
+
+
+def _head_block(targets: int, vocab: int) -> int:
+    """Logits in one vocabulary block of cpu_math.head_logprobs (same rule as its _vocab_chunk)."""
+    return targets * min(vocab, max(1024, 2**21 // max(targets, 1))) if targets else 0
 
 
 def step_flops(s: dict, batch: int, width: int, targets: int, *, rank: int, lora_layers: int, lora_targets) -> float:
