@@ -95,7 +95,12 @@ def execute(args, cls, task_factory) -> int:
         cfg = build_config(args.config, overrides, cls=cls)
         if not cfg.data:
             raise LocaltuneError("no training data: give --data FILE (or data: in --config)")
+    from localtune.train import distributed
+
     stop = StopFlag().install()
+    if not distributed.is_main():  # data parallel: rank 0 alone shows progress and the result
+        run_training(cfg, task_factory, resume=args.resume, should_stop=stop, overrides=overrides, cfg_cls=cls)
+        return 0
     with TrainingDisplay() as show:
         run = run_training(cfg, task_factory, resume=args.resume, on_event=show, should_stop=stop,
                            overrides=overrides, cfg_cls=cls)

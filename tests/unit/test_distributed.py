@@ -84,6 +84,7 @@ def test_two_ranks_equal_one_process_with_double_batch(tiny_model_dir, tmp_path)
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert proc.stdout.count("adapter: ") == 1  # rank 0 alone reports; rank 1 trains silently
 
     a = mx.load(str(single / "adapters.safetensors"))
     b = mx.load(str(dist_out / "adapters.safetensors"))
