@@ -10,9 +10,19 @@ import pytest
 from conftest import write_fake_run
 from tui_helpers import wait_for_workers, wait_until
 
+from textual.widgets import Input
+
 from tui import create_app
 
 SIZE = (120, 36)
+
+
+async def steady_cursor(pilot) -> None:
+    """A focused Input's cursor blinks on a timer: keep it on, so the picture never depends on when
+    the snapshot is taken (a fresh-clone CI run caught it mid-blink)."""
+    for widget in pilot.app.screen.query(Input):
+        widget.cursor_blink = False
+    await pilot.pause()
 
 
 @pytest.fixture
@@ -29,6 +39,7 @@ def test_train_screen_following_a_run(snap_compare, runs):
     async def attached(pilot):
         await wait_until(pilot, lambda: app.screen.run_status == "finished", what="attach")
         await pilot.pause()
+        await steady_cursor(pilot)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=attached)
 
@@ -42,6 +53,7 @@ def test_runs_screen_comparing(snap_compare, runs):
         await pilot.pause()
         app.clear_notifications()
         await pilot.pause()
+        await steady_cursor(pilot)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=compare)
 
@@ -55,6 +67,7 @@ def test_datasets_screen_with_a_file(snap_compare, tui_env):
         await wait_for_workers(app)
         await wait_until(pilot, lambda: app.screen.loaded is not None, what="dataset")
         await pilot.pause()
+        await steady_cursor(pilot)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=open_file)
 
@@ -65,6 +78,7 @@ def test_chat_screen_ab_mode(snap_compare, runs):
     async def ab(pilot):
         await pilot.press("ctrl+b")
         await pilot.pause()
+        await steady_cursor(pilot)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=ab)
 
@@ -77,5 +91,6 @@ def test_models_screen(snap_compare, tui_env, tiny_model_dir):
         await wait_for_workers(app)
         await wait_until(pilot, lambda: app.screen.query_one("#models-table").row_count == 1, what="list")
         await pilot.pause()
+        await steady_cursor(pilot)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=listed)
