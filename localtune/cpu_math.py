@@ -7,9 +7,12 @@ a training step: the attention softmax, SiLU and the cross-entropy over 49k logi
 `fast_exp` rebuilds exp from fusable ops (Cody-Waite range reduction, the Cephes expf polynomial,
 2^n from the exponent bits): max relative error ~1e-7, i.e. float32 rounding, ~6x faster.
 
-Each op is an `mx.custom_function` whose gradient reuses the forward output (softmax) or
-recomputes the cheap part (SwiGLU), so no slow exp runs in the backward pass either.
-`install(model)` swaps them into the model's architecture module; backend.fast_cpu_math()
+Each op is an `mx.custom_function` whose gradient reuses a forward output (the attention
+probabilities, the head's log-sum-exp) or recomputes the cheap part (SwiGLU), so no slow exp runs
+in the backward pass either. Note: inside a `value_and_grad` trace MLX runs `mx.compile`d
+functions uncompiled, so in training the exp is ~20 separate passes; that is why the big tensors
+are kept few and small (one L x L tensor per block; the head in vocabulary blocks).
+`install(model)` swaps the ops into the model's architecture module; backend.fast_cpu_math()
 decides where (CPU only: Metal and CUDA have fast exp kernels of their own).
 """
 
