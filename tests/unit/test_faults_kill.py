@@ -30,6 +30,8 @@ import pytest
 
 from pathlib import Path
 
+from test_cli import write_data
+
 from localtune.runs import read_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,14 +39,6 @@ ROOT = Path(__file__).resolve().parents[2]
 KILLS = 20
 ITERS = 10
 CKPT_FILES = {"adapters.safetensors", "adapter_config.json", "optimizer.safetensors", "trainer_state.json"}
-
-
-def write_data(path, n):
-    with open(path, "w") as f:
-        for i in range(n):
-            msgs = [{"role": "user", "content": f"say {i}"}, {"role": "assistant", "content": f"Aye! {i}"}]
-            f.write(json.dumps({"messages": msgs}) + "\n")
-    return path
 
 
 def _args(tmp_path, model, data, run):
