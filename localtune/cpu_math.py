@@ -1,4 +1,4 @@
-"""Fast exp-based math for MLX's CPU backend: softmax, log-sum-exp, SwiGLU and attention.
+"""Fast exp-based math for MLX's CPU backend: attention, SwiGLU and the loss head's log-softmax.
 
 Why: in the PyPI x86-64 build of MLX the CPU `exp` (and `sigmoid`, `softmax`, `logsumexp`, the
 fallback attention) is scalar, ~70-85 M values/s, while plain multiply/add run at ~4 G/s and a
@@ -64,11 +64,6 @@ def _logsumexp_fwd(x: mx.array) -> mx.array:
     return (m + mx.log(_exp(x - m).sum(axis=-1, keepdims=True))).squeeze(-1)
 
 
-@mx.compile
-def _logsumexp_bwd(x: mx.array, lse: mx.array, g: mx.array) -> mx.array:
-    return g[..., None] * _exp(x - lse[..., None])
-
-
 def _sigmoid(x: mx.array) -> mx.array:
     return 1.0 / (1.0 + _exp(-x))
 
@@ -87,28 +82,6 @@ def _swiglu_bwd(gate: mx.array, up: mx.array, g: mx.array) -> tuple[mx.array, mx
 
 def _only(primals):
     return primals[0] if isinstance(primals, (tuple, list)) else primals  # one input: MLX passes it bare
-
-
-@mx.custom_function
-def softmax(x: mx.array) -> mx.array:
-    """Softmax over the last axis (float32 in, float32 out)."""
-    return _softmax_fwd(x)
-
-
-@softmax.vjp
-def _softmax_vjp(primals, cotangent, output):
-    return (_softmax_bwd(_only(output), _only(cotangent)),)
-
-
-@mx.custom_function
-def logsumexp(x: mx.array) -> mx.array:
-    """log sum exp over the last axis, keepdims=False."""
-    return _logsumexp_fwd(x)
-
-
-@logsumexp.vjp
-def _logsumexp_vjp(primals, cotangent, output):
-    return (_logsumexp_bwd(_only(primals), _only(output), _only(cotangent)),)
 
 
 @mx.custom_function
