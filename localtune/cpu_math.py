@@ -96,10 +96,10 @@ def _swiglu_vjp(primals, cotangent, output):
     return _swiglu_bwd(gate, up, _only(cotangent))
 
 
-def _vocab_chunk(rows: int, vocab: int) -> int:
-    # ~2M logits per block: a few MB, so the exp's intermediate passes stay in cache.
-    # (localtune/plan.py's _head_block repeats this rule for its memory estimate.)
-    return max(1024, min(vocab, 2**21 // max(rows, 1)))
+def vocab_block(rows: int, vocab: int) -> int:
+    """Columns per vocabulary block of head_logprobs (localtune/plan.py sizes memory with it too):
+    ~2M logits, a few MB, so the exp's intermediate passes stay in cache."""
+    return min(vocab, max(1024, 2**21 // max(rows, 1)))
 
 
 def head_logprobs(hidden: mx.array, weight: mx.array, targets: mx.array) -> mx.array:
@@ -110,7 +110,7 @@ def head_logprobs(hidden: mx.array, weight: mx.array, targets: mx.array) -> mx.a
     head weight is frozen (LoRA never adapts it), so no gradient flows to it.
     """
     rows, vocab = hidden.shape[0], weight.shape[0]
-    step = _vocab_chunk(rows, vocab)
+    step = vocab_block(rows, vocab)
     blocks = [(a, min(a + step, vocab)) for a in range(0, vocab, step)]
     w_target = weight[targets]  # (rows, hidden): the picked logit is a dot product with these
 

@@ -103,8 +103,10 @@ def batch_memory(s: dict, batch: int, width: int, targets: int, *, rank: int, lo
 
 
 def _head_block(targets: int, vocab: int) -> int:
-    """Logits in one vocabulary block of cpu_math.head_logprobs (same rule as its _vocab_chunk)."""
-    return targets * min(vocab, max(1024, 2**21 // max(targets, 1))) if targets else 0
+    """Logits in one vocabulary block of cpu_math.head_logprobs."""
+    from localtune.cpu_math import vocab_block
+
+    return targets * vocab_block(targets, vocab) if targets else 0
 
 
 def step_flops(s: dict, batch: int, width: int, targets: int, *, rank: int, lora_layers: int, lora_targets) -> float:

@@ -81,7 +81,7 @@ def test_attention_matches_fast_sdpa_with_gradients(mask):
 def test_head_logprobs_equal_cross_entropy_over_vocab_blocks_with_gradients():
     mx.random.seed(4)
     rows, hidden, vocab = 600, 32, 5000  # 600 rows -> blocks of 3495: two blocks, the last ragged
-    assert cpu_math._vocab_chunk(rows, vocab) < vocab
+    assert cpu_math.vocab_block(rows, vocab) < vocab
     h, w = mx.random.normal((rows, hidden)), mx.random.normal((vocab, hidden)) * 0.3
     t = mx.random.randint(0, vocab, (rows,))
     g = mx.random.normal((rows,))
