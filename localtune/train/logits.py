@@ -34,8 +34,13 @@ def target_logits(model: nn.Module, inputs: mx.array, positions: mx.array) -> mx
     if head is None:
         logits = model(inputs)
         return logits.reshape(-1, logits.shape[-1])[positions]
+    return head(_target_hidden(model, inputs, positions))
+
+
+def _target_hidden(model: nn.Module, inputs: mx.array, positions: mx.array) -> mx.array:
+    """The backbone's output rows (N, hidden) at `positions` (plain-head architectures only)."""
     hidden = model.model(inputs)
-    return head(hidden.reshape(-1, hidden.shape[-1])[positions])
+    return hidden.reshape(-1, hidden.shape[-1])[positions]
 
 
 def _dense_head_weight(model):
@@ -54,8 +59,7 @@ def target_logprobs(model: nn.Module, batch) -> mx.array:
     if backend.fast_cpu_math():  # MLX's CPU exp is slow; see localtune/cpu_math.py
         weight = _dense_head_weight(model)
         if weight is not None:
-            hidden = model.model(batch.ids[:, :-1])
-            rows = hidden.reshape(-1, hidden.shape[-1])[batch.positions]
+            rows = _target_hidden(model, batch.ids[:, :-1], batch.positions)
             return cpu_math.head_logprobs(rows, weight, batch.targets)
     logits = target_logits(model, batch.ids[:, :-1], batch.positions).astype(mx.float32)
     return -nn.losses.cross_entropy(logits, batch.targets)
