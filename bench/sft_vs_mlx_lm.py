@@ -39,6 +39,7 @@ def parse():
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--valid-rows", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--pack", action="store_true", help="localtune packs rows into --max-seq-len sequences")
     p.add_argument("--peer-no-preload", action="store_true", help="also run the peer without OpenBLAS")
     p.add_argument("--json", help="also write the medians here")
     return p.parse_args()
@@ -50,7 +51,7 @@ def localtune_run(a, model, data: Path, out: Path, seed: int) -> dict:
            "--iters", str(a.iters), "--batch-size", str(a.batch_size), "--lr", str(a.lr),
            "--schedule", "constant", "--lora-rank", str(a.rank), "--lora-alpha", str(a.alpha),
            "--lora-layers", str(a.layers), "--max-seq-len", str(a.max_seq_len), "--seed", str(seed),
-           "--eval-every", "0", "--save-every", "0"]
+           "--eval-every", "0", "--save-every", "0"] + (["--pack"] if a.pack else [])
     proc = common.run_child(cmd, log=out.with_suffix(".log"))
     events = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     train = [e for e in events if e.get("event") == "train"]
@@ -111,7 +112,7 @@ def predict(a, model, data: Path) -> dict:
 
     cfg = TrainConfig(model=str(model), data=str(data / "train.jsonl"), batch_size=a.batch_size,
                       lora_rank=a.rank, lora_alpha=a.alpha, lora_layers=a.layers, max_seq_len=a.max_seq_len,
-                      seed=a.seed)
+                      seed=a.seed, pack=a.pack)
     return plan(cfg)
 
 
@@ -156,7 +157,7 @@ def main():
     med = [(name, {k: common.median([x[k] for x in runs[name]]) for k in keys}) for name, _ in sides]
     common.print_table(
         f"LoRA SFT, {model.name}, batch {a.batch_size}, rank {a.rank}, {a.layers} layers, all linear, "
-        f"max len {a.max_seq_len}, float32; median of {a.repeats}",
+        f"max len {a.max_seq_len}, float32{', localtune packed' if a.pack else ''}; median of {a.repeats}",
         med,
         [("tok_s", "real tokens/s (training)", ".0f"), ("mlx_peak_gb", "MLX peak memory (GB)", ".3f"),
          ("rss_gb", "process peak RSS (GB)", ".3f"),

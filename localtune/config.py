@@ -38,6 +38,8 @@ class TrainConfig:
     schedule: str = _f("cosine", "learning-rate schedule after warm-up", choices=("cosine", "linear", "constant"))
     weight_decay: float = _f(0.0, "AdamW weight decay")
     grad_clip: float | None = _f(None, "clip the global gradient norm to this value")
+    token_weighted: bool = _f(True, "SFT: weight each step by its target tokens, so every token counts the same "
+                                    "over an epoch (off: every batch's mean counts the same, as mlx_lm)")
     # adapter
     lora_rank: int = _f(8, "LoRA rank r")
     lora_alpha: float = _f(16.0, "LoRA alpha; the update is scaled by alpha / rank")
@@ -48,6 +50,8 @@ class TrainConfig:
     # sequence and memory
     max_seq_len: int = _f(2048, "tokens per example; longer rows are handled per --overlong")
     overlong: str = _f("truncate", "what to do with rows over --max-seq-len", choices=("truncate", "drop"))
+    pack: bool = _f(False, "pack several rows into each --max-seq-len sequence (attention stays within "
+                           "each row; --batch-size then counts packed sequences)")
     grad_checkpoint: bool = _f(False, "recompute activations in the backward pass (less memory, ~30%% slower)")
     # bookkeeping
     seed: int = _f(0, "seed for data order, adapter init and dropout")

@@ -56,6 +56,8 @@ class DPOConfig(TrainConfig):
                 problems.append("orpo_lambda must be >= 0")
         if self.train_on_prompt:
             problems.append("train_on_prompt does not apply to DPO (the loss is on the responses)")
+        if self.pack:
+            problems.append("pack applies to SFT only (DPO batches chosen and rejected side by side)")
         if self.format is not None:
             problems.append("format does not apply to DPO (preference files are detected by their keys)")
         if problems:

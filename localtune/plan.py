@@ -123,11 +123,18 @@ def step_flops(s: dict, batch: int, width: int, targets: int, *, rank: int, lora
     return forward + backward
 
 
-def _batches(rows, batch_size: int, seed: int):
-    """(batch, width, targets) of every batch of the first epoch, as training will cut them."""
+def _batches(rows, batch_size: int, seed: int, pack_to: int | None = None):
+    """(batch, width, targets) of every batch of the first epoch, as training will cut them
+    (`pack_to`: packed sequences of up to that many tokens, data/packing.py)."""
     from localtune.data.batching import epoch_order
+    from localtune.data.packing import packed_epoch_order
 
     lengths = [len(ids) for ids, _ in rows]
+    if pack_to:
+        for packs in packed_epoch_order(lengths, batch_size, pack_to, seed, 0):
+            width = max(sum(lengths[i] for i in p) for p in packs)
+            yield len(packs), width, sum(sum(rows[i][1][1:]) for p in packs for i in p)
+        return
     for idx in epoch_order(lengths, batch_size, seed, 0):
         width = max(lengths[i] for i in idx)
         yield len(idx), width, sum(sum(rows[i][1][1:]) for i in idx)
@@ -153,7 +160,7 @@ def plan(cfg, *, memory_gb: float | None = None, gflops: float | None = None, on
                         overlong=cfg.overlong, on_event=on_event, columns=getattr(cfg, "columns", None))
     lora = dict(rank=cfg.lora_rank, lora_layers=cfg.lora_layers, lora_targets=tuple(cfg.lora_targets))
     fast = backend.fast_cpu_math()
-    batches = list(_batches(rows, cfg.batch_size, cfg.seed))
+    batches = list(_batches(rows, cfg.batch_size, cfg.seed, cfg.max_seq_len if getattr(cfg, "pack", False) else None))
     peak = max((batch_memory(s, b, w, t, grad_checkpoint=cfg.grad_checkpoint, fast_cpu=fast, **lora)
                 for b, w, t in batches),
                key=lambda m: m["total"])

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
-
 
 def register(sub) -> None:
     from localtune.cli.train_cmd import add_config_flags
     from localtune.config import TrainConfig
 
-    p = sub.add_parser("plan", help="predict a run's peak memory and speed; the largest batch/length that fits",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = sub.add_parser("plan", help="predict a run's peak memory and speed; the largest batch/length that fits")
     p.add_argument("--config", help="YAML file of training options (flags given here override it)")
     p.add_argument("--memory-gb", type=float, help="memory budget (default: this device's memory)")
     p.add_argument("--gflops", type=float, help="assume this f32 matmul rate instead of measuring it")

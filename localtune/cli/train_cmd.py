@@ -42,8 +42,7 @@ def register(sub) -> None:
 
     train = sub.add_parser("train", help="train an adapter (sft, dpo)")
     kinds = train.add_subparsers(dest="kind", metavar="KIND", required=True)
-    sft = kinds.add_parser("sft", help="supervised fine-tuning with LoRA/QLoRA/DoRA",
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    sft = kinds.add_parser("sft", help="supervised fine-tuning with LoRA/QLoRA/DoRA")
     _common(sft)
     add_config_flags(sft, TrainConfig)
     sft.set_defaults(func=run_sft)

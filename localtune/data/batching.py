@@ -25,6 +25,7 @@ class Batch:
     positions: mx.array | None = None  # flat indices into (B, L-1) of the predicting positions
     targets: mx.array | None = None  # the token predicted at each of those positions
     target_rows: mx.array | None = None  # which row each target belongs to
+    segments: mx.array | None = None  # (B, L) packed batches only: row number inside the pack, 0 on padding
 
     @property
     def ntokens(self) -> int:
@@ -96,8 +97,15 @@ class BatchStream:
         self.batch_size = batch_size
         self.seed = seed
         self.lengths = lengths if lengths is not None else [len(ids) for ids, _ in rows]
+        # (ids, mask) rows: the epoch's mean target tokens per batch (train/loop.py weights steps by it).
+        self.targets_per_batch = (sum(sum(mask[1:]) for _, mask in rows) / len(self.make_order(0))
+                                  if lengths is None else None)
         self.epoch, self.index = epoch, index
-        self._order = epoch_order(self.lengths, batch_size, seed, epoch)
+        self._order = self.make_order(epoch)
+
+    def make_order(self, epoch: int) -> list:
+        """The epoch's batches (lists of items for `collate`), a pure function of (seed, epoch)."""
+        return epoch_order(self.lengths, self.batch_size, self.seed, epoch)
 
     @property
     def batches_per_epoch(self) -> int:
@@ -110,12 +118,12 @@ class BatchStream:
     def seek(self, position: dict) -> None:
         """Continue from a saved `position` (resume)."""
         self.epoch, self.index = int(position["epoch"]), int(position["index"])
-        self._order = epoch_order(self.lengths, self.batch_size, self.seed, self.epoch)
+        self._order = self.make_order(self.epoch)
 
     def next(self) -> Batch:
         if self.index >= len(self._order):
             self.epoch, self.index = self.epoch + 1, 0
-            self._order = epoch_order(self.lengths, self.batch_size, self.seed, self.epoch)
+            self._order = self.make_order(self.epoch)
         batch = self.collate(self._order[self.index])
         self.index += 1
         return batch

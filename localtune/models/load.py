@@ -78,9 +78,11 @@ def load_model(path: str | os.PathLike, *, dtype: str | None = None):
     if dtype is not None:
         cast_floats(model, _FLOATS[dtype])
     from localtune import backend, cpu_math
+    from localtune.models import packed_attention
 
     if backend.fast_cpu_math():
         cpu_math.install(model)
+    packed_attention.install(model)  # after cpu_math: packed batches narrow whichever attention runs
     return model, tokenizer
 
 

@@ -64,6 +64,8 @@ def shard(batch, r: int, w: int):
     """
     from localtune.data.batching import collate
 
+    if getattr(batch, "segments", None) is not None:
+        return _shard_packed(batch, r, w)
     pairs = hasattr(batch, "ref")
     n = len(batch.rows)
     mine = shard_rows(n, r, w)
@@ -74,10 +76,37 @@ def shard(batch, r: int, w: int):
     ids, mask = np.array(batch.ids), np.array(batch.mask)
     seqs = [(ids[i, : batch.lengths[i]].tolist(), mask[i, : batch.lengths[i]].tolist()) for i in sel]
     b = collate(seqs, list(range(len(seqs))))
-    fields = {f.name: getattr(b, f.name) for f in dataclasses.fields(b) if f.name != "rows"}
+    own = {f.name for f in dataclasses.fields(batch)}
+    fields = {f.name: getattr(b, f.name) for f in dataclasses.fields(b) if f.name != "rows" and f.name in own}
     if pairs:
         fields["ref"] = None if batch.ref is None else batch.ref[mx.array(sel)]
     out = dataclasses.replace(batch, rows=[batch.rows[i] for i in mine], **fields)
+    out.dummy = dummy
+    return out
+
+
+def _shard_packed(batch, r: int, w: int):
+    """Rank r's packed sequences of a packed global batch, each re-collated from its own rows."""
+    from localtune.data.packing import collate_packed
+
+    ids, mask, seg = np.array(batch.ids), np.array(batch.mask), np.array(batch.segments)
+    n = ids.shape[0]
+    mine = shard_rows(n, r, w)
+    dummy = not mine
+    if dummy:
+        mine = [n - 1]
+    counts = seg.max(axis=1)  # rows in each pack
+    first = np.concatenate([[0], np.cumsum(counts)])
+    rows, packs, originals = [], [], []
+    for p in mine:
+        packs.append([])
+        for s in range(1, int(counts[p]) + 1):
+            at = np.flatnonzero(seg[p] == s)
+            packs[-1].append(len(rows))
+            rows.append((ids[p, at].tolist(), mask[p, at].tolist()))
+        originals += batch.rows[first[p]: first[p + 1]]
+    out = collate_packed(rows, packs)
+    out.rows = [int(i) for i in originals]
     out.dummy = dummy
     return out
 

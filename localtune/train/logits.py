@@ -14,6 +14,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from localtune import backend, cpu_math
+from localtune.models import packed_attention
 
 # mlx_lm architectures whose Model.__call__ is `head(self.model(inputs))` with nothing after it.
 PLAIN_HEAD = {"llama", "qwen2", "qwen3", "mistral"}
@@ -55,7 +56,16 @@ def _dense_head_weight(model):
 
 
 def target_logprobs(model: nn.Module, batch) -> mx.array:
-    """log p(target) at every target position of a batch (ids/mask convention of data.batching)."""
+    """log p(target) at every target position of a batch (ids/mask convention of data.batching);
+    a packed batch (with `segments`) attends within each of its rows only."""
+    segments = getattr(batch, "segments", None)
+    if segments is None:
+        return _target_logprobs(model, batch)
+    with packed_attention.segments(segments[:, :-1]):
+        return _target_logprobs(model, batch)
+
+
+def _target_logprobs(model: nn.Module, batch) -> mx.array:
     if backend.fast_cpu_math():  # MLX's CPU exp is slow; see localtune/cpu_math.py
         weight = _dense_head_weight(model)
         if weight is not None:

@@ -37,6 +37,9 @@ class LoopSettings:
     grad_clip: float | None = None
     seed: int = 0
     skip_nonfinite: bool = False
+    # Mean target tokens per optimizer step over an epoch; when set, each step's gradient is
+    # scaled by its tokens / this, so every token weighs the same whatever its batch's size.
+    targets_per_step: float | None = None
 
 
 @dataclass
@@ -137,6 +140,10 @@ def train(
         grads, loss, ntok, tokens, metrics = step_once()
         if all_reduce:  # data parallel: every rank gets the token-weighted average (train/distributed.py)
             grads, loss, ntok, tokens, metrics = all_reduce(grads, loss, ntok, tokens, metrics)
+        if settings.targets_per_step:
+            # Length-bucketed batches differ in size: a per-batch mean would give a batch of short
+            # rows the weight of one of long rows, and tilt training toward short rows.
+            grads = tree_map(lambda g: g * (ntok / settings.targets_per_step).astype(g.dtype), grads)
         if settings.grad_clip:
             grads, _ = optimizer_clip(grads, settings.grad_clip)
         mx.eval(loss, ntok, grads)

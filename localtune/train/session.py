@@ -52,12 +52,21 @@ def _iters(cfg: TrainConfig, batches_per_epoch: int) -> int:
     return max(1, math.ceil(epochs * batches_per_epoch / cfg.grad_accum))
 
 
+def _targets_per_step(cfg: TrainConfig, stream) -> float | None:
+    """Mean target tokens per optimizer step (SFT streams know it; DPO weighs pairs, not tokens)."""
+    per_batch = getattr(stream, "targets_per_batch", None)
+    if not cfg.token_weighted or not per_batch:
+        return None
+    return per_batch * cfg.grad_accum
+
+
 def resume_config(run: RunDir, overrides: dict, cfg_cls=TrainConfig) -> TrainConfig:
     """The saved config of a run, with only the changes that keep it the same run."""
     saved = run.read().get("config")
     if not saved:
         raise RunError(f"{run.path}: run.json has no config; cannot resume")
     saved["lora_targets"] = tuple(saved.get("lora_targets", ()))
+    saved.setdefault("token_weighted", False)  # runs from before the option trained each batch's mean
     base = cfg_cls(**{k: v for k, v in saved.items() if k in cfg_cls.__dataclass_fields__})
     changed = {k: v for k, v in overrides.items() if v is not None and getattr(base, k, v) != v}
     bad = sorted(set(changed) - RESUMABLE_CHANGES - {"out"})
@@ -156,7 +165,8 @@ def run_training(
               "batches_per_epoch": stream.batches_per_epoch, **spec_summary(model)})
         settings = LoopSettings(iters=iters, grad_accum=cfg.grad_accum, report_every=cfg.report_every,
                                 eval_every=cfg.eval_every, save_every=cfg.save_every,
-                                grad_clip=cfg.grad_clip, seed=cfg.seed, skip_nonfinite=cfg.skip_nonfinite)
+                                grad_clip=cfg.grad_clip, seed=cfg.seed, skip_nonfinite=cfg.skip_nonfinite,
+                                targets_per_step=_targets_per_step(cfg, stream))
         outcome = train(model, optimizer, dp.loss(task.loss_fn), dp.batches(stream.next), settings, state,
                         valid_batches=valid_batches, on_event=emit, should_stop=dp.should_stop(should_stop),
                         save_checkpoint=save if dp.is_main else None, all_reduce=dp.all_reduce)

@@ -25,6 +25,7 @@ def sft_task(cfg):
     """The SFT Task for train.session: rows from the data files, the loss above."""
     from localtune.data.batching import BatchStream, eval_batches
     from localtune.data.hub import VALID_SPLITS, resolve_dataset
+    from localtune.data.packing import PackedStream
     from localtune.train.prepare import load_rows
     from localtune.train.session import Task
 
@@ -34,7 +35,8 @@ def sft_task(cfg):
                     columns=getattr(cfg, "columns", None))
         data = resolve_dataset(cfg.data, split="train", on_event=emit)  # a hub id -> a local file
         rows, _ = load_rows(data, tokenizer, role="train", **opts)
-        stream = BatchStream(rows, cfg.batch_size, cfg.seed)
+        stream = (PackedStream(rows, cfg.batch_size, cfg.seed, capacity=cfg.max_seq_len) if cfg.pack
+                  else BatchStream(rows, cfg.batch_size, cfg.seed))
         valid, extra = None, {"train_rows": len(rows)}
         if cfg.valid:
             vdata = resolve_dataset(cfg.valid, split=VALID_SPLITS, on_event=emit)

@@ -100,3 +100,26 @@ def test_two_ranks_equal_one_process_with_double_batch(tiny_model_dir, tmp_path)
     two = [(m["step"], m["train_loss"]) for m in read_metrics(dist_out / "metrics.jsonl") if "train_loss" in m]
     assert [s for s, _ in two] == [1, 6]  # the CLI's default report_every=10: first and last step
     np.testing.assert_allclose([v for _, v in two], [one[1], one[6]], rtol=1e-5)
+
+
+def test_packed_shards_split_whole_packs_and_keep_every_target():
+    from localtune.data.packing import collate_packed
+
+    rows = [([i + 3] * n, [False] + [True] * (n - 1)) for i, n in enumerate((9, 4, 7, 3, 6, 5, 8))]
+    batch = collate_packed(rows, [[0, 1], [2, 3, 4], [5], [6]])
+    parts = [shard(batch, r, 2) for r in range(2)]
+    assert sorted(i for p in parts for i in p.rows) == list(range(7))
+    for p in parts:  # each rank's packs are rebuilt whole: segments, targets, masks as collated
+        expect = collate_packed(rows, _packs_of(p))
+        assert p.segments.tolist() == expect.segments.tolist()
+        assert p.targets.tolist() == expect.targets.tolist()
+    assert sum(p.targets.size for p in parts) == batch.targets.size
+
+
+def _packs_of(part):
+    """The original row indices of each packed sequence of a shard, from its segments."""
+    out, k = [], 0
+    for s in np.array(part.segments).max(axis=1):
+        out.append(part.rows[k: k + int(s)])
+        k += int(s)
+    return out

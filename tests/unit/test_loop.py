@@ -5,9 +5,11 @@ import json
 
 import localtune  # noqa: F401
 import mlx.core as mx
+import mlx.nn as nn
 import mlx.optimizers as optim
 import numpy as np
 import pytest
+from mlx.utils import tree_flatten
 from mlx_lm.utils import load
 
 from localtune.data.batching import BatchStream, collate
@@ -70,6 +72,43 @@ def test_grad_accumulation_equals_the_big_batch(tiny_model_dir):
     assert moved > 1e-3  # the step did something
     for k in wb:
         np.testing.assert_allclose(np.array(wb[k]), np.array(ws[k]), atol=1e-5)
+
+
+def test_token_weighting_gives_every_token_of_an_epoch_the_same_weight(tiny_model_dir):
+    # Two batches of very different sizes. With targets_per_step = mean targets per step, two
+    # small SGD steps apply the gradient of (sum of every token's loss) / that mean: a token of the
+    # short batch weighs what a token of the long one does. A per-batch mean (the default off)
+    # gives each token of the short batch several times the weight.
+    rows = toy_rows(40, seed=5)
+    short = [r for r in rows if len(r[0]) <= 10][:1]
+    long_ = [r for r in rows if len(r[0]) >= 17][:4]
+    rows = short + long_
+    batches = [collate(rows, [0]), collate(rows, [1, 2, 3, 4])]
+    per_step = sum(b.targets.size for b in batches) / 2
+    lr = 1e-3  # small: the second gradient is taken almost where the first was
+
+    def run(weighted):
+        model = fresh_model(tiny_model_dir)
+        it = iter(batches)
+        train(model, optim.SGD(learning_rate=lr), sft_loss, lambda: next(it),
+              LoopSettings(iters=2, targets_per_step=per_step if weighted else None), LoopState())
+        return adapter_weights(model)
+
+    start = fresh_model(tiny_model_dir)
+    w0 = adapter_weights(start)
+
+    def token_sum(model, b):
+        return sft_loss(model, b)[0] * b.targets.size
+
+    grads = [dict(tree_flatten(nn.value_and_grad(start, token_sum)(start, b)[1])) for b in batches]
+    expect = {k: np.array(grads[0][k] + grads[1][k]) / per_step for k in w0}
+
+    def error(w):
+        return max(np.abs(np.array(w0[k] - w[k]) / lr - expect[k]).max() / np.abs(expect[k]).max()
+                   for k in w0 if np.abs(expect[k]).max() > 0)
+
+    assert error(run(True)) < 0.02
+    assert error(run(False)) > 0.2
 
 
 def test_resume_matches_an_unbroken_run(tiny_model_dir, tmp_path):
