@@ -48,7 +48,7 @@ def parse():
 def localtune_run(a, model, data: Path, out: Path, seed: int) -> dict:
     cmd = [sys.executable, "-m", "localtune", "train", "sft", "--model", str(model),
            "--data", str(data / "train.jsonl"), "--valid", str(data / "valid.jsonl"), "--out", str(out),
-           "--iters", str(a.iters), "--batch-size", str(a.batch_size), "--lr", str(a.lr),
+           "--epochs", "1", "--batch-size", str(a.batch_size), "--lr", str(a.lr),
            "--schedule", "constant", "--lora-rank", str(a.rank), "--lora-alpha", str(a.alpha),
            "--lora-layers", str(a.layers), "--max-seq-len", str(a.max_seq_len), "--seed", str(seed),
            "--eval-every", "0", "--save-every", "0"] + (["--pack"] if a.pack else [])
