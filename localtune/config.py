@@ -38,7 +38,7 @@ class TrainConfig:
     schedule: str = _f("cosine", "learning-rate schedule after warm-up", choices=("cosine", "linear", "constant"))
     weight_decay: float = _f(0.0, "AdamW weight decay")
     grad_clip: float | None = _f(None, "clip the global gradient norm to this value")
-    token_weighted: bool = _f(True, "SFT: weight each step by its target tokens, so every token counts the same "
+    weight_by_tokens: bool = _f(True, "SFT: weight each step by its target tokens, so every token counts the same "
                                     "over an epoch (off: every batch's mean counts the same, as mlx_lm)")
     # adapter
     lora_rank: int = _f(8, "LoRA rank r")

@@ -55,7 +55,7 @@ def _iters(cfg: TrainConfig, batches_per_epoch: int) -> int:
 def _targets_per_step(cfg: TrainConfig, stream) -> float | None:
     """Mean target tokens per optimizer step (SFT streams know it; DPO weighs pairs, not tokens)."""
     per_batch = getattr(stream, "targets_per_batch", None)
-    if not cfg.token_weighted or not per_batch:
+    if not cfg.weight_by_tokens or not per_batch:
         return None
     return per_batch * cfg.grad_accum
 
@@ -66,7 +66,7 @@ def resume_config(run: RunDir, overrides: dict, cfg_cls=TrainConfig) -> TrainCon
     if not saved:
         raise RunError(f"{run.path}: run.json has no config; cannot resume")
     saved["lora_targets"] = tuple(saved.get("lora_targets", ()))
-    saved.setdefault("token_weighted", False)  # runs from before the option trained each batch's mean
+    saved.setdefault("weight_by_tokens", False)  # runs from before the option trained each batch's mean
     base = cfg_cls(**{k: v for k, v in saved.items() if k in cfg_cls.__dataclass_fields__})
     changed = {k: v for k, v in overrides.items() if v is not None and getattr(base, k, v) != v}
     bad = sorted(set(changed) - RESUMABLE_CHANGES - {"out"})

@@ -156,6 +156,6 @@ def test_streams_know_their_mean_targets_per_batch_for_token_weighting():
         assert stream.targets_per_batch == pytest.approx(total / stream.batches_per_epoch)
         cfg = TrainConfig(grad_accum=3)
         assert _targets_per_step(cfg, stream) == pytest.approx(3 * total / stream.batches_per_epoch)
-        assert _targets_per_step(cfg.replace(token_weighted=False), stream) is None
+        assert _targets_per_step(cfg.replace(weight_by_tokens=False), stream) is None
     pairs = BatchStream(rows, 4, seed=0, lengths=[len(r[0]) for r in rows])  # DPO: pairs, not tokens
     assert _targets_per_step(TrainConfig(), pairs) is None
