@@ -74,13 +74,17 @@ def collate(rows: list[tuple[list[int], list[bool]]], indices: list[int]) -> Bat
     for r, (row_ids, row_mask) in enumerate(sel):
         ids[r, : len(row_ids)] = row_ids
         mask[r, : len(row_mask)] = row_mask
-    # Targets found on the host, once: the loss then computes logits at these positions only.
-    m = mask[:, 1:]
-    positions = np.flatnonzero(m)
-    targets = ids[:, 1:].reshape(-1)[positions]
+    positions, targets = target_positions(ids, mask)
     return Batch(mx.array(ids), mx.array(mask), [len(i) for i, _ in sel], list(indices),
                  mx.array(positions.astype(np.int32)), mx.array(targets),
                  mx.array((positions // max(width - 1, 1)).astype(np.int32)))
+
+
+def target_positions(ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Flat indices into (B, L-1) of the positions that predict a target, and those targets.
+    Found on the host, once: the loss then computes logits at these positions only."""
+    positions = np.flatnonzero(mask[:, 1:])
+    return positions, ids[:, 1:].reshape(-1)[positions]
 
 
 class BatchStream:
@@ -97,11 +101,11 @@ class BatchStream:
         self.batch_size = batch_size
         self.seed = seed
         self.lengths = lengths if lengths is not None else [len(ids) for ids, _ in rows]
-        # (ids, mask) rows: the epoch's mean target tokens per batch (train/loop.py weights steps by it).
-        self.targets_per_batch = (sum(sum(mask[1:]) for _, mask in rows) / len(self.make_order(0))
-                                  if lengths is None else None)
         self.epoch, self.index = epoch, index
         self._order = self.make_order(epoch)
+        # (ids, mask) rows: the epoch's mean target tokens per batch (train/loop.py weights steps by it).
+        self.targets_per_batch = (sum(sum(mask[1:]) for _, mask in rows) / len(self._order)
+                                  if lengths is None else None)
 
     def make_order(self, epoch: int) -> list:
         """The epoch's batches (lists of items for `collate`), a pure function of (seed, epoch)."""

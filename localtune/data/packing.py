@@ -10,28 +10,33 @@ row are those of the row alone (equal within float rounding; tests/unit/test_pac
 
 from __future__ import annotations
 
+import bisect
+
 import numpy as np
 
 import localtune  # noqa: F401
 import mlx.core as mx
 
-from localtune.data.batching import Batch, BatchStream
+from localtune.data.batching import Batch, BatchStream, target_positions
 
 
 def pack_rows(order: list[int], lengths: list[int], capacity: int) -> list[list[int]]:
-    """First-fit decreasing over `order`: longest rows first, each into the first pack it fits.
-    Every row lands in exactly one pack (a row longer than capacity gets a pack of its own)."""
+    """Best-fit decreasing over `order`: longest rows first, each into the open pack with the least
+    room that still fits it (a sorted list of (room, pack): O(log packs) per row, so 100k-row
+    datasets pack in seconds). Every row lands in exactly one pack (a row longer than capacity
+    gets a pack of its own)."""
     packs: list[list[int]] = []
-    room: list[int] = []
+    rooms: list[tuple[int, int]] = []  # (free tokens, pack index), sorted
     for i in sorted(order, key=lambda i: -lengths[i]):  # stable: equal lengths keep `order`
-        for p, free in enumerate(room):
-            if lengths[i] <= free:
-                packs[p].append(i)
-                room[p] -= lengths[i]
-                break
+        k = bisect.bisect_left(rooms, (lengths[i], -1))
+        if k < len(rooms):
+            free, p = rooms.pop(k)
+            packs[p].append(i)
         else:
+            free, p = capacity, len(packs)
             packs.append([i])
-            room.append(capacity - lengths[i])
+        if free - lengths[i] > 0:
+            bisect.insort(rooms, (free - lengths[i], p))
     return packs
 
 
@@ -64,9 +69,7 @@ def collate_packed(rows: list[tuple[list[int], list[bool]]], packs: list[list[in
             at += n
             lengths.append(n)
             flat.append(i)
-    m = mask[:, 1:]
-    positions = np.flatnonzero(m)
-    targets = ids[:, 1:].reshape(-1)[positions]
+    positions, targets = target_positions(ids, mask)
     # target_rows: which packed row (0..len(flat)-1, in `flat` order) each target belongs to.
     seg_of_target = segments[:, 1:].reshape(-1)[positions]
     first = np.cumsum([0] + [len(p) for p in packs])[:-1]

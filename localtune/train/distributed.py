@@ -68,10 +68,7 @@ def shard(batch, r: int, w: int):
         return _shard_packed(batch, r, w)
     pairs = hasattr(batch, "ref")
     n = len(batch.rows)
-    mine = shard_rows(n, r, w)
-    dummy = not mine
-    if dummy:
-        mine = [n - 1]
+    mine, dummy = _mine(n, r, w)
     sel = mine + [n + i for i in mine] if pairs else mine
     ids, mask = np.array(batch.ids), np.array(batch.mask)
     seqs = [(ids[i, : batch.lengths[i]].tolist(), mask[i, : batch.lengths[i]].tolist()) for i in sel]
@@ -85,16 +82,18 @@ def shard(batch, r: int, w: int):
     return out
 
 
+def _mine(n: int, r: int, w: int) -> tuple[list[int], bool]:
+    """Rank r's items of n; a rank left with none gets the last one, flagged dummy."""
+    mine = shard_rows(n, r, w)
+    return (mine, False) if mine else ([n - 1], True)
+
+
 def _shard_packed(batch, r: int, w: int):
     """Rank r's packed sequences of a packed global batch, each re-collated from its own rows."""
     from localtune.data.packing import collate_packed
 
     ids, mask, seg = np.array(batch.ids), np.array(batch.mask), np.array(batch.segments)
-    n = ids.shape[0]
-    mine = shard_rows(n, r, w)
-    dummy = not mine
-    if dummy:
-        mine = [n - 1]
+    mine, dummy = _mine(ids.shape[0], r, w)
     counts = seg.max(axis=1)  # rows in each pack
     first = np.concatenate([[0], np.cumsum(counts)])
     rows, packs, originals = [], [], []
