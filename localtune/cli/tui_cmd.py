@@ -1,9 +1,12 @@
-"""`localtune tui` (and bare `localtune`): open the terminal UI. The only engine-side file that
-touches the `tui` package, and only inside the command function (the engine never imports it)."""
+"""`localtune tui` (and bare `localtune`): open the terminal UI.
+
+localtune/ never imports the `tui` package: the UI registers itself as the "tui" entry point of
+the `localtune.frontends` group (pyproject.toml), and this command loads whatever is registered."""
 
 from __future__ import annotations
 
 SCREENS = ("train", "runs", "datasets", "chat", "models")
+FRONTENDS = "localtune.frontends"  # entry point group the UI registers in
 
 
 def register(sub) -> None:
@@ -23,8 +26,14 @@ def run(args=None) -> int:
     """Open the app; returns its exit code. `args` may be None (bare `localtune`)."""
     from localtune.errors import LocaltuneError
 
+    from importlib.metadata import entry_points
+
+    found = entry_points(group=FRONTENDS, name="tui")
+    if not found:
+        raise LocaltuneError(f"no terminal UI is registered (entry point group {FRONTENDS!r}); "
+                             "install localtune with its UI: pip install -e .")
     try:
-        from tui import create_app
+        create_app = next(iter(found)).load()
     except ImportError as e:
         raise LocaltuneError(f"the terminal UI needs textual and textual-plotext ({e}); "
                              "pip install textual textual-plotext") from None

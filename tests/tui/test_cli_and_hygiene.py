@@ -28,3 +28,14 @@ def test_engine_and_cli_module_do_not_import_textual():
             "sys.exit(1 if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_no_engine_or_cli_source_imports_the_ui():
+    import re
+    from pathlib import Path
+
+    import localtune
+
+    pattern = re.compile(r"^\s*(from|import)\s+(tui|textual)\b", re.M)
+    bad = [str(p) for p in Path(localtune.__file__).parent.rglob("*.py") if pattern.search(p.read_text())]
+    assert not bad, bad
