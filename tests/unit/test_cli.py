@@ -86,10 +86,12 @@ def test_train_bad_flag_combination_is_a_clear_error(tiny_model_dir, tmp_path):
 
 
 def test_chat_prompt_and_compare_with_an_adapter(tiny_model_dir, tmp_path):
+    # lr 5e-3 was unstable on the tiny model (loss stuck near 2.6, "A!e!e!" on some machines): 2e-3
+    # reaches ~0.4 on seeds 0 and 1.
     data = write_data(tmp_path / "d.jsonl", 24)
     run = tmp_path / "run"
     t = localtune("train", "sft", "--model", str(tiny_model_dir), "--data", str(data), "--out", str(run),
-                  "--iters", "100", "--batch-size", "4", "--lr", "5e-3", "--lora-layers", "-1")
+                  "--iters", "150", "--batch-size", "4", "--lr", "2e-3", "--lora-layers", "-1")
     assert t.returncode == 0, t.stderr
     once = localtune("chat", "--adapter", str(run), "--prompt", "say 3", "--max-tokens", "8")
     assert once.returncode == 0, once.stderr
