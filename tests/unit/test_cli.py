@@ -58,14 +58,14 @@ def test_train_ctrl_c_checkpoints_then_resume_finishes(tiny_model_dir, tmp_path)
     proc = subprocess.Popen([sys.executable, "-m", "localtune", *args], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
-    while time.time() < deadline and not read_metrics(run / "metrics.jsonl"):
+    while time.time() < deadline and not [m for m in read_metrics(run / "metrics.jsonl") if "train_loss" in m]:
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     info = RunDir(run).read()
     assert info["status"] == "stopped", info
-    stopped_at = max(m["step"] for m in read_metrics(run / "metrics.jsonl"))
+    stopped_at = max(m["step"] for m in read_metrics(run / "metrics.jsonl") if "step" in m)
     assert 1 <= stopped_at < 400
     assert (run / "checkpoints" / f"step-{stopped_at:06d}").is_dir()
     assert "stopped at step" in out

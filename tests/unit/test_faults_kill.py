@@ -7,7 +7,8 @@ Contract checked here (see localtune/train/checkpoint.py, localtune/runs.py):
 - hidden names (`.step-N.tmp`, `.name.XXXX.tmp`) are partial writes, never read, and removed when
   the run resumes;
 - a killed run (status "running", .lock of a dead pid) resumes from its last complete checkpoint.
-LOCALTUNE_TEST_SLOW_SAVE (test-only) sleeps between a checkpoint's files so kills land mid-save.
+A pause injected into the trainer (run_training's checkpoint_pause) sleeps between a checkpoint's
+files so kills land mid-save.
 
 Each killed trainer is a real process running the CLI (`localtune.cli.main(argv)`), forked from a
 helper that imported mlx/transformers once: with torch installed, a fresh `python -m localtune`
@@ -66,7 +67,11 @@ for line in sys.stdin:
     if pid == 0:
         rc = 1
         try:
-            os.environ.update(req["env"])
+            if req["slow_save"]:  # sleep between a checkpoint's files, so kills land mid-save
+                import functools, time
+                import localtune.train.session as session
+                session.run_training = functools.partial(
+                    session.run_training, checkpoint_pause=lambda: time.sleep(req["slow_save"]))
             null = os.open(os.devnull, os.O_RDWR)
             os.dup2(null, 0), os.dup2(null, 1)
             os.dup2(os.open(req["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 2)
@@ -100,9 +105,9 @@ class ForkServer:
 class Trainer:
     """A forked CLI process with the bits of Popen this test uses."""
 
-    def __init__(self, server, argv, env, stderr):
+    def __init__(self, server, argv, stderr, slow_save: float = 0.0):
         self.server, self.stderr, self.returncode = server, stderr, None
-        self.pid = server.ask({"argv": argv, "env": env, "stderr": str(stderr)})["pid"]
+        self.pid = server.ask({"argv": argv, "slow_save": slow_save, "stderr": str(stderr)})["pid"]
 
     def poll(self):
         if self.returncode is None:
@@ -184,7 +189,7 @@ def test_kill9_at_random_moments_then_resume_is_bit_identical(tiny_model_dir, tm
         argv = (["train", "sft", "--resume", str(run)] if (run / "run.json").exists()
                 else _args(tmp_path, tiny_model_dir, data, run))
         before = set(check_complete(run)) if run.exists() else set()
-        proc = Trainer(forkserver, argv, {"LOCALTUNE_TEST_SLOW_SAVE": "0.01"}, tmp_path / "stderr.txt")
+        proc = Trainer(forkserver, argv, tmp_path / "stderr.txt", slow_save=0.01)
         # One kill in four during loading; the rest while stepping, saving or pruning.
         wait_for = "loading" if rng.random() < 0.25 else "running"
         deadline = time.time() + 60
@@ -212,7 +217,7 @@ def test_kill9_at_random_moments_then_resume_is_bit_identical(tiny_model_dir, tm
     for run in {tmp_path / f"run{i}" for i in range(run_no + 1)} - set(runs_done):
         if not (run / "run.json").exists():
             continue  # killed before it wrote anything: nothing to resume
-        proc = Trainer(forkserver, ["train", "sft", "--resume", str(run)], {}, tmp_path / "stderr.txt")
+        proc = Trainer(forkserver, ["train", "sft", "--resume", str(run)], tmp_path / "stderr.txt")
         err = proc.wait()
         assert proc.returncode == 0, err
         runs_done.append(run)

@@ -25,7 +25,7 @@ def test_sigterm_checkpoints_and_stops(tiny_model_dir, tmp_path):
                              "--lora-rank", "4", "--save-every", "0"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
-    while time.time() < deadline and not read_metrics(run / "metrics.jsonl"):
+    while time.time() < deadline and not [m for m in read_metrics(run / "metrics.jsonl") if "train_loss" in m]:
         time.sleep(0.1)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
