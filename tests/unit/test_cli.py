@@ -21,14 +21,6 @@ def localtune(*args, **kw):
                           cwd=kw.pop("cwd", ROOT), timeout=kw.pop("timeout", 300), **kw)
 
 
-def write_data(path, n):
-    with open(path, "w") as f:
-        for i in range(n):
-            msgs = [{"role": "user", "content": f"say {i}"}, {"role": "assistant", "content": f"Aye! {i}"}]
-            f.write(json.dumps({"messages": msgs}) + "\n")
-    return path
-
-
 def test_data_check_reports_planted_bad_rows_with_file_and_line():
     out = localtune("data", "check", "samples/bad_rows.jsonl")
     assert out.returncode == 1  # problems found: non-zero for scripts
@@ -50,8 +42,8 @@ def test_data_stats_and_preview_with_a_model(tiny_model_dir):
     assert "Aye!" in trained and "<|im_start|>assistant" not in trained
 
 
-def test_train_ctrl_c_checkpoints_then_resume_finishes(tiny_model_dir, tmp_path):
-    data = write_data(tmp_path / "d.jsonl", 40)
+def test_train_ctrl_c_checkpoints_then_resume_finishes(tiny_model_dir, tmp_path, numbered_rows):
+    data = numbered_rows(tmp_path / "d.jsonl", 40, "say {i}", "Aye! {i}")
     run = tmp_path / "run"
     args = ["train", "sft", "--model", str(tiny_model_dir), "--data", str(data), "--out", str(run),
             "--iters", "400", "--batch-size", "2", "--lora-rank", "4", "--save-every", "1000"]
@@ -85,8 +77,8 @@ def test_train_bad_flag_combination_is_a_clear_error(tiny_model_dir, tmp_path):
     assert "none.jsonl" in out.stderr and "Traceback" not in out.stderr
 
 
-def test_chat_prompt_and_compare_with_an_adapter(tiny_model_dir, tmp_path):
-    data = write_data(tmp_path / "d.jsonl", 24)
+def test_chat_prompt_and_compare_with_an_adapter(tiny_model_dir, tmp_path, numbered_rows):
+    data = numbered_rows(tmp_path / "d.jsonl", 24, "say {i}", "Aye! {i}")
     run = tmp_path / "run"
     t = localtune("train", "sft", "--model", str(tiny_model_dir), "--data", str(data), "--out", str(run),
                   "--iters", "100", "--batch-size", "4", "--lr", "5e-3", "--lora-layers", "-1")

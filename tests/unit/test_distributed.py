@@ -15,7 +15,6 @@ from localtune.data.batching import BatchStream, Shard, collate
 from localtune.train.distributed import DataParallel, FollowerRun
 from localtune.train.session import run_training
 from localtune.train.sft import sft_task
-from test_sft_session import write_chat_data
 
 ROOT = Path(__file__).resolve().parents[2]
 LAUNCH = Path(sys.executable).parent / "mlx.launch"
@@ -82,8 +81,8 @@ def test_follower_run_never_writes(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_two_ranks_equal_one_process_with_double_batch(tiny_model_dir, tmp_path):
-    data = write_chat_data(tmp_path / "train.jsonl", 20, 0)  # 20 rows / 4 = 5 global batches
+def test_two_ranks_equal_one_process_with_double_batch(tiny_model_dir, tmp_path, echo_rows):
+    data = echo_rows(tmp_path / "train.jsonl", 20, 0)  # 20 rows / 4 = 5 global batches
     common = dict(model=str(tiny_model_dir), data=str(data), iters=6, lr=3e-3, lora_rank=4,
                   lora_layers=-1, eval_every=0, save_every=0, seed=3)
     single = run_training(build_config(None, {**common, "batch_size": 4, "out": str(tmp_path / "one")}),

@@ -1,7 +1,7 @@
 """kill -9 at random moments, mid-checkpoint included: every file in the run directory stays
 complete and parseable, and `--resume` ends bit-identical to an unbroken run of the same seed.
 
-Contract checked here (see localtune/train/checkpoint.py, localtune/runs.py):
+Contract checked here (see localtune/train/checkpoint.py, localtune/runs/):
 - visible files are always whole: run.json, adapter_config.json, adapters.safetensors and every
   checkpoints/step-N/ (all four files); metrics.jsonl may end in a torn line, which readers skip;
 - hidden names (`.step-N.tmp`, `.name.XXXX.tmp`) are partial writes, never read, and removed when
@@ -30,8 +30,6 @@ import numpy as np
 import pytest
 
 from pathlib import Path
-
-from test_cli import write_data
 
 from localtune.runs import read_metrics
 
@@ -172,8 +170,8 @@ def check_complete(run) -> list[str]:
     return partial
 
 
-def test_kill9_at_random_moments_then_resume_is_bit_identical(tiny_model_dir, tmp_path, forkserver):
-    data = write_data(tmp_path / "d.jsonl", 30)
+def test_kill9_at_random_moments_then_resume_is_bit_identical(tiny_model_dir, tmp_path, forkserver, numbered_rows):
+    data = numbered_rows(tmp_path / "d.jsonl", 30, "say {i}", "Aye! {i}")
     ref = tmp_path / "ref"
     done = subprocess.run([sys.executable, "-m", "localtune", *_args(tmp_path, tiny_model_dir, data, ref)],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)

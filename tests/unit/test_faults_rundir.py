@@ -15,7 +15,7 @@ import pytest
 
 from localtune import events
 from localtune.cli import main
-from localtune.config import build_config
+from localtune.config import TrainConfig
 from localtune.config_dpo import DPOConfig
 from localtune.errors import RunError
 from localtune.lora import ADAPTER_FILE
@@ -27,39 +27,23 @@ from localtune.train.sft import sft_task
 from tiny import make_tiny_model_dir
 
 
-def write_rows(path: Path, n: int, word: str = "yo") -> Path:
-    path.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"hi {i}"},
-                                                     {"role": "assistant", "content": f"{word} {i}"}]}) + "\n"
-                            for i in range(n)))
-    return path
-
-
-def cfg(model, data, out, cls=None, **kw):
-    base = dict(model=str(model), data=str(data), out=str(out), iters=6, batch_size=2, lr=1e-3, lora_rank=4,
-                lora_layers=-1, save_every=2, report_every=1, eval_every=0)
-    return build_config(None, {**base, **kw}, **({"cls": cls} if cls else {}))
-
-
-def stop_after(n: int):
-    """should_stop that asks for a stop before optimizer step n + 1."""
-    calls = {"n": 0}
-
-    def stop() -> bool:
-        calls["n"] += 1
-        return calls["n"] > n
-
-    return stop
+@pytest.fixture()
+def cfg(tiny_config):
+    """make(model, data, out, cls=TrainConfig, **options): 6 steps, a checkpoint every 2."""
+    return lambda model, data, out, cls=TrainConfig, **kw: tiny_config(
+        out, data, model=str(model), cls=cls, **{**dict(iters=6, eval_every=0), **kw})
 
 
 def losses(run: Path) -> dict:
     return {m["step"]: m["train_loss"] for m in read_metrics(run) if "train_loss" in m}
 
 
-def test_a_run_records_absolute_paths_and_resumes_from_another_directory(tiny_model_dir, tmp_path, monkeypatch):
+def test_a_run_records_absolute_paths_and_resumes_from_another_directory(
+        tmp_path, monkeypatch, cfg, numbered_rows, stop_after):
     a, b = tmp_path / "a", tmp_path / "b"
     for d, seed, word in ((a, 0, "yo"), (b, 1, "no")):  # b holds other files of the same names
         make_tiny_model_dir(d / "models" / "tiny", seed=seed)
-        write_rows(d / "d.jsonl", 12, word)
+        numbered_rows(d / "d.jsonl", 12, assistant=word + " {i}")
     monkeypatch.chdir(a)
     run = run_training(cfg("models/tiny", "d.jsonl", "runs/r"), sft_task, should_stop=stop_after(2))
     record = RunDir(a / run).read()
@@ -75,8 +59,9 @@ def test_a_run_records_absolute_paths_and_resumes_from_another_directory(tiny_mo
     assert RunDir(a / "runs" / "r").read()["status"] == "finished"
 
 
-def test_resume_after_the_data_changed_is_refused_unless_allowed(tiny_model_dir, tmp_path, capsys):
-    data = write_rows(tmp_path / "d.jsonl", 12)
+def test_resume_after_the_data_changed_is_refused_unless_allowed(
+        tiny_model_dir, tmp_path, capsys, cfg, numbered_rows, stop_after):
+    data = numbered_rows(tmp_path / "d.jsonl", 12)
     run = run_training(cfg(tiny_model_dir, data, tmp_path / "r"), sft_task, should_stop=stop_after(2))
     with open(data, "a") as f:  # edited in place
         f.write(json.dumps({"messages": [{"role": "user", "content": "new"},
@@ -94,10 +79,11 @@ def test_resume_after_the_data_changed_is_refused_unless_allowed(tiny_model_dir,
     assert RunDir(run).read()["status"] == "finished"
 
 
-def test_resume_after_the_base_weights_changed_is_refused(tiny_model_dir, tmp_path):
+def test_resume_after_the_base_weights_changed_is_refused(
+        tiny_model_dir, tmp_path, cfg, numbered_rows, stop_after):
     model = tmp_path / "m"
     shutil.copytree(tiny_model_dir, model)
-    data = write_rows(tmp_path / "d.jsonl", 12)
+    data = numbered_rows(tmp_path / "d.jsonl", 12)
     run = run_training(cfg(model, data, tmp_path / "r"), sft_task, should_stop=stop_after(2))
     shutil.rmtree(model)
     make_tiny_model_dir(model, seed=7)  # the same shapes: the adapter would load without a word
@@ -125,8 +111,9 @@ def test_runs_says_interrupted_for_a_killed_trainer_its_parent_has_not_reaped(tm
         child.wait()
 
 
-def test_resume_falls_back_to_the_newest_good_checkpoint(tiny_model_dir, tmp_path):
-    data = write_rows(tmp_path / "d.jsonl", 16)
+def test_resume_falls_back_to_the_newest_good_checkpoint(
+        tiny_model_dir, tmp_path, cfg, numbered_rows, stop_after):
+    data = numbered_rows(tmp_path / "d.jsonl", 16)
     unbroken = run_training(cfg(tiny_model_dir, data, tmp_path / "a", iters=8, lora_dropout=0.1), sft_task)
     run = run_training(cfg(tiny_model_dir, data, tmp_path / "b", iters=8, lora_dropout=0.1), sft_task,
                        should_stop=stop_after(6))
@@ -151,19 +138,18 @@ def test_resume_falls_back_to_the_newest_good_checkpoint(tiny_model_dir, tmp_pat
 
 
 @pytest.fixture()
-def sft_start(tiny_model_dir, tmp_path):
+def sft_start(tiny_model_dir, tmp_path, cfg, numbered_rows, echo_words, echo_pairs):
     """A finished SFT run to start DPO from, and the pairs."""
-    sys.path.insert(0, str(Path(__file__).parent))
-    from test_dpo_training import WORDS, write_pairs
-
-    pairs = write_pairs(tmp_path / "pairs.jsonl", [(a, b) for a in WORDS[:4] for b in WORDS[4:8]])
-    sft = run_training(cfg(tiny_model_dir, write_rows(tmp_path / "d.jsonl", 12), tmp_path / "sft", iters=4,
+    words = echo_words
+    pairs = echo_pairs(tmp_path / "pairs.jsonl", [(a, b) for a in words[:4] for b in words[4:8]])
+    sft = run_training(cfg(tiny_model_dir, numbered_rows(tmp_path / "d.jsonl", 12), tmp_path / "sft", iters=4,
                            lr=5e-3), sft_task)
     return sft, pairs
 
 
 @pytest.mark.parametrize("ref", ["cached", "live"])
-def test_dpo_resume_keeps_the_reference_it_started_from(tiny_model_dir, tmp_path, sft_start, ref):
+def test_dpo_resume_keeps_the_reference_it_started_from(
+        tiny_model_dir, tmp_path, sft_start, ref, cfg, stop_after):
     sft, pairs = sft_start
     dpo = dict(cls=DPOConfig, adapter=str(sft), ref=ref, iters=6, batch_size=4, lr=5e-3)
     unbroken = run_training(cfg(tiny_model_dir, pairs, tmp_path / "a", **dpo), dpo_task, cfg_cls=DPOConfig)
@@ -188,11 +174,12 @@ def test_dpo_resume_keeps_the_reference_it_started_from(tiny_model_dir, tmp_path
             run_training(None, dpo_task, resume=run, cfg_cls=DPOConfig, overrides={"iters": 8})
 
 
-def test_export_and_chat_of_a_run_still_training_say_which_checkpoint(tiny_model_dir, tmp_path):
+def test_export_and_chat_of_a_run_still_training_say_which_checkpoint(
+        tiny_model_dir, tmp_path, cfg, numbered_rows):
     from localtune.chat import ChatSession
     from localtune.export import export_run
 
-    run = RunDir(run_training(cfg(tiny_model_dir, write_rows(tmp_path / "d.jsonl", 8), tmp_path / "r", iters=4),
+    run = RunDir(run_training(cfg(tiny_model_dir, numbered_rows(tmp_path / "d.jsonl", 8), tmp_path / "r", iters=4),
                               sft_task))
     quiet = []
     export_run(run.path, "peft", tmp_path / "done", on_event=quiet.append)

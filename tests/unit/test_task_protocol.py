@@ -16,7 +16,6 @@ from rich.console import Console
 
 from localtune import events
 from localtune.cli.progress import TrainingDisplay
-from localtune.config import build_config
 from localtune.data.batching import BatchStream, collate
 from localtune.errors import LocaltuneError
 from localtune.export.card import model_card
@@ -25,7 +24,6 @@ from localtune.train.session import run_training
 from localtune.train.sft import sft_loss, sft_task
 from localtune.train.task import TaskContext, TaskData, TrainingTask
 
-from test_sft_session import write_chat_data
 
 NEW_TOKENS = 5
 
@@ -72,24 +70,27 @@ def sampled_task(cfg):
     return TrainingTask("sampled", sampled_loss, build_sampled, weight_unit="tokens", metrics=(SAMPLE_LOGP,))
 
 
-def config(tiny_model_dir, tmp_path, out, **kw):
-    data = write_chat_data(tmp_path / "t.jsonl", 16, 0)
-    base = dict(model=str(tiny_model_dir), data=str(data), out=str(tmp_path / out), iters=6, batch_size=2,
-                lr=3e-3, lora_rank=4, lora_layers=-1, save_every=3, report_every=1, eval_every=0)
-    return build_config(None, {**base, **kw})
+@pytest.fixture()
+def config(tiny_config, echo_rows, tmp_path):
+    """make(out, data=the echo task, **options): 6 steps of 2 rows, a checkpoint every 3."""
+    data = echo_rows(tmp_path / "t.jsonl", 16, 0)
+    def make(out, data=data, **kw):
+        return tiny_config(tmp_path / out, data, **{**dict(iters=6, lr=3e-3, save_every=3), **kw})
+
+    return make
 
 
-def test_a_mode_with_generated_batches_trains_resumes_exactly_and_is_shown_everywhere(tiny_model_dir, tmp_path):
+def test_a_mode_with_generated_batches_trains_resumes_exactly_and_is_shown_everywhere(config, tmp_path):
     shown = io.StringIO()
     display = TrainingDisplay(Console(file=shown, width=200))
-    unbroken = run_training(config(tiny_model_dir, tmp_path, "a"), sampled_task, on_event=display)
+    unbroken = run_training(config("a"), sampled_task, on_event=display)
     calls = {"n": 0}
 
     def stop():
         calls["n"] += 1
         return calls["n"] > 4
 
-    run = run_training(config(tiny_model_dir, tmp_path, "b"), sampled_task, should_stop=stop)
+    run = run_training(config("b"), sampled_task, should_stop=stop)
     run_training(None, sampled_task, resume=run)
     a = {m["step"]: m for m in read_metrics(unbroken) if m.get("event") == "train"}
     b = {m["step"]: m for m in read_metrics(run) if m.get("event") == "train"}
@@ -112,7 +113,7 @@ def test_a_mode_with_generated_batches_trains_resumes_exactly_and_is_shown_every
     assert "sample logp" in shown.getvalue()
 
 
-def test_the_session_calls_the_factory_once_and_records_phases(tiny_model_dir, tmp_path, monkeypatch):
+def test_the_session_calls_the_factory_once_and_records_phases(config, tmp_path, monkeypatch, echo_rows):
     monkeypatch.chdir(tmp_path)  # the default run directory: ./adapters/sft-<time>
     made = []
 
@@ -120,9 +121,9 @@ def test_the_session_calls_the_factory_once_and_records_phases(tiny_model_dir, t
         made.append(cfg)
         return sft_task(cfg)
 
-    data = write_chat_data(tmp_path / "v.jsonl", 6, 1)
+    data = echo_rows(tmp_path / "v.jsonl", 6, 1)
     seen = []
-    run = run_training(config(tiny_model_dir, tmp_path, "r", valid=str(data), eval_every=3).replace(out=None),
+    run = run_training(config("r", valid=str(data), eval_every=3).replace(out=None),
                        factory, on_event=seen.append)
     assert len(made) == 1 and run.parent.name == "adapters" and run.name.startswith("sft-")
     logged = [(e["phase"], e["done"], e["total"]) for e in read_metrics(run) if e["event"] == "phase"]
@@ -137,15 +138,12 @@ def test_the_session_calls_the_factory_once_and_records_phases(tiny_model_dir, t
     assert list_runs(run.parent)[0]["final_val_loss"] is not None
 
 
-def test_dpo_counts_trained_tokens_and_names_its_weight_unit(tiny_model_dir, tmp_path):
-    from test_dpo_training import WORDS, write_pairs
-
+def test_dpo_counts_trained_tokens_and_names_its_weight_unit(tiny_config, tmp_path, echo_words, echo_pairs):
     from localtune.config_dpo import DPOConfig
     from localtune.train.dpo import dpo_task
 
-    pairs = write_pairs(tmp_path / "p.jsonl", [(a, b) for a in WORDS[:3] for b in WORDS[3:6]])
-    cfg = build_config(None, dict(model=str(tiny_model_dir), data=str(pairs), out=str(tmp_path / "d"), iters=3,
-                                  batch_size=3, lora_rank=4, report_every=1, eval_every=0), cls=DPOConfig)
+    pairs = echo_pairs(tmp_path / "p.jsonl", [(a, b) for a in echo_words[:3] for b in echo_words[3:6]])
+    cfg = tiny_config(tmp_path / "d", pairs, cls=DPOConfig, iters=3, batch_size=3, eval_every=0)
     seen = []
     run_training(cfg, dpo_task, on_event=seen.append, cfg_cls=DPOConfig)
     train = [e for e in seen if e["event"] == "train"]
@@ -157,7 +155,7 @@ def test_dpo_counts_trained_tokens_and_names_its_weight_unit(tiny_model_dir, tmp
     assert ("scoring_reference", 0, 9) in phases and ("scoring_reference", 9, 9) in phases
 
 
-def test_report_writers_are_closed_when_a_run_fails(tiny_model_dir, tmp_path, monkeypatch):
+def test_report_writers_are_closed_when_a_run_fails(config, tmp_path, monkeypatch):
     closed = []
 
     class SummaryWriter:
@@ -177,5 +175,5 @@ def test_report_writers_are_closed_when_a_run_fails(tiny_model_dir, tmp_path, mo
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"nothing": "usable"}\n')
     with pytest.raises(LocaltuneError):
-        run_training(config(tiny_model_dir, tmp_path, "r", data=str(bad), report_to="tensorboard"), sft_task)
+        run_training(config("r", bad, report_to="tensorboard"), sft_task)
     assert closed == [True]

@@ -42,7 +42,6 @@ class ChatScreen(BaseScreen):
         self.stop_event = threading.Event()
         self.transcript: dict[str, Text] = {s: Text() for s in SIDES}
         self.answers: dict[str, str] = {s: "" for s in SIDES}
-        self.pieces = 0  # streamed pieces received (shows that answers arrive piece by piece)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -188,7 +187,6 @@ class ChatScreen(BaseScreen):
 
     def on_chat_piece(self, msg: ChatPiece) -> None:
         self.answers[msg.side] += msg.text
-        self.pieces += 1
         self.transcript[msg.side].append(msg.text)
         self._show_side(msg.side)
 

@@ -145,14 +145,13 @@ class TrainScreen(BaseScreen):
         _, values = self._form_values()
         cfg = process.train_config(values)
         self._show_plan("plan: tokenizing the data and measuring the matmul rate ...")
-        # settings["plan_gflops"]: a fixed matmul rate instead of measuring it (tests: determinism)
-        self.run_plan(cfg, self.app.settings.get("plan_gflops"))
+        self.run_plan(cfg)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="plan")
-    def run_plan(self, cfg, gflops: float | None) -> None:
+    def run_plan(self, cfg) -> None:
         from localtune.plan import plan
 
-        result = plan(cfg, gflops=gflops)
+        result = plan(cfg)
         if not get_current_worker().is_cancelled:  # a newer plan replaced this one
             self.post_message(PlanDone(result, cfg.batch_size))
 
