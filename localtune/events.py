@@ -192,7 +192,8 @@ class Model(Event):
 
 @dataclass(frozen=True)
 class Download(Event):
-    """Model or dataset download progress; per-file progress has done/total and no message."""
+    """Model or dataset download: its stages (start, done, resolved, convert), a cached hit, and
+    per-file progress (desc, done/total in unit)."""
 
     name: ClassVar[str] = "download"
     repo: str
@@ -204,6 +205,7 @@ class Download(Event):
     desc: str | None = None
     done: int | None = None
     total: int | None = None
+    unit: str | None = None
     message: str | None = None
 
 

@@ -38,10 +38,6 @@ from localtune.runs.checkpoints import (  # noqa: F401  (re-exported: the checkp
 from localtune.train.loop import LoopState
 
 
-def _no_pause() -> None:
-    pass
-
-
 def save_checkpoint(
     run_dir: Path,
     model,
@@ -51,10 +47,11 @@ def save_checkpoint(
     *,
     data_position: dict,
     keep: int = 3,
-    pause: Callable[[], None] = _no_pause,
+    pause: Callable[[], None] | None = None,
 ) -> Path:
     """Write the checkpoint of `state.step`; returns its directory. `pause` runs between its files
     (fault tests use it to land a kill mid-save)."""
+    pause = pause or (lambda: None)
     final = checkpoint_dir(run_dir, state.step)
     if (final / layout.STATE_FILE).exists():
         # The same step again (a stop right after a save point): its weights are the same, and

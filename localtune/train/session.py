@@ -238,7 +238,7 @@ def save(s: Session, state: LoopState) -> None:
     try:
         path = ckpt.save_checkpoint(s.run.path, s.model, s.optimizer, state, s.spec,
                                     data_position=s.data.train.position, keep=s.cfg.keep_checkpoints,
-                                    **({"pause": s.checkpoint_pause} if s.checkpoint_pause else {}))
+                                    pause=s.checkpoint_pause)
         save_adapter(s.model, s.run.path, s.spec)
     except OSError as e:  # disk full, permissions: a clear message, saved files untouched
         raise ckpt.save_error(s.run.path, state.step, e) from None
