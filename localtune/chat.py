@@ -56,6 +56,9 @@ class ChatSession:
 
         model, tokenizer = load_model(resolve_model(model_spec, on_event=on_event))
         if adapter:
+            from localtune.runs import tell_readers
+
+            tell_readers(adapter, on_event or (lambda e: None))  # e.g. a run still training
             load_adapter(model, adapter)
         return cls(model, tokenizer, system, adapter_path=str(adapter) if adapter else None)
 

@@ -4,6 +4,7 @@ into a frozen dataclass. Each field's help text lives next to it and feeds the C
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import yaml
 
 from localtune.errors import LocaltuneError
 from localtune.lora import ALL_LINEAR, LoraSpec
+from localtune.runs.info import PATH_KEYS
 
 
 def _f(default, help: str, **kw):
@@ -76,6 +78,13 @@ class TrainConfig:
     def replace(self, **changes) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
 
+    def with_absolute_paths(self) -> "TrainConfig":
+        """Local paths made absolute (the run's record must not depend on the directory it was
+        started from); hub ids and the default model stay as given."""
+        changes = {k: local_path(getattr(self, k)) for k in PATH_FIELDS}
+        changes["out"] = os.path.abspath(os.path.expanduser(self.out)) if self.out else self.out
+        return self.replace(**changes)
+
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["lora_targets"] = list(self.lora_targets)
@@ -83,6 +92,14 @@ class TrainConfig:
 
 
 FIELDS = {f.name: f for f in fields(TrainConfig)}
+PATH_FIELDS = PATH_KEYS  # options that may name local files (the run's record keeps them absolute)
+
+
+def local_path(value: str | None) -> str | None:
+    """An existing local path as an absolute one; anything else (a hub id, None) unchanged."""
+    if not value or not Path(value).expanduser().exists():
+        return value
+    return os.path.abspath(os.path.expanduser(value))
 
 
 def _coerce(name: str, value, where: str):

@@ -20,6 +20,8 @@ from mlx.utils import tree_flatten, tree_unflatten
 
 from localtune.errors import RunError
 from localtune.fsutil import atomic_save_safetensors, atomic_write_json
+from localtune.runs.layout import ADAPTER_CONFIG_FILE as CONFIG_FILE
+from localtune.runs.layout import ADAPTER_FILE
 
 ALL_LINEAR = (
     "self_attn.q_proj",
@@ -31,8 +33,6 @@ ALL_LINEAR = (
     "mlp.down_proj",
 )
 ADAPTER_LEAVES = ("lora_a", "lora_b", "m")
-ADAPTER_FILE = "adapters.safetensors"
-CONFIG_FILE = "adapter_config.json"
 
 
 @dataclass(frozen=True)
@@ -263,8 +263,10 @@ def load_adapter(model: nn.Module, directory: str | Path, weights_file: str | Pa
     return spec
 
 
-def load_adapter_weights(model: nn.Module, path: str | Path) -> None:
-    weights = mx.load(str(path))
+def load_adapter_weights(model: nn.Module, path: str | Path, weights: dict | None = None) -> None:
+    """Load an adapter file's weights (or `weights`, already read from `path`) into the model's
+    adapter layers; RunError naming the file when they do not fit (another base, another spec)."""
+    weights = mx.load(str(path)) if weights is None else weights
     expected = adapter_weights(model)
     errors = []
     for name, w in weights.items():

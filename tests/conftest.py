@@ -21,3 +21,106 @@ def tiny_q4_model_dir(tmp_path_factory):
     from tiny import make_tiny_model_dir
 
     return make_tiny_model_dir(tmp_path_factory.mktemp("tinyq") / "model", quantize_bits=4)
+
+
+# --- shared data and configs (fixtures, so every test directory gets the same ones) ---------------
+
+ECHO_WORDS = "apple river stone cloud ember maple frost comet lotus amber cedar delta".split()
+
+
+def _write_echo_rows(path, n: int, seed: int):
+    """A learnable chat task: "echo <two words>" -> "Aye! <the words>", a third with a system prompt."""
+    import json
+    import random
+
+    rng = random.Random(seed)
+    with open(path, "w") as f:
+        for _ in range(n):
+            w = " ".join(rng.sample(ECHO_WORDS, 2))
+            msgs = [{"role": "user", "content": f"echo {w}"}, {"role": "assistant", "content": f"Aye! {w}"}]
+            if rng.random() < 0.3:
+                msgs = [{"role": "system", "content": "Be brief."}] + msgs
+            f.write(json.dumps({"messages": msgs}) + "\n")
+    return path
+
+
+def _write_numbered_rows(path, n: int, user: str = "hi {i}", assistant: str = "yo {i}"):
+    """n chat rows numbered 0..n-1 (the templates get the row number as {i})."""
+    import json
+
+    Path(path).write_text("".join(
+        json.dumps({"messages": [{"role": "user", "content": user.format(i=i)},
+                                 {"role": "assistant", "content": assistant.format(i=i)}]}) + "\n"
+        for i in range(n)))
+    return Path(path)
+
+
+def _write_echo_pairs(path, pairs):
+    """The learnable preference over word pairs (a, b): chosen repeats the words and ends with the
+    marker " #"; rejected stops right after the words. Half the rows in each format."""
+    import json
+
+    with open(path, "w") as f:
+        for i, (a, b) in enumerate(pairs):
+            w = f"{a} {b}"
+            if i % 2:
+                row = {"prompt": f"echo {w}", "chosen": f"{w} #", "rejected": w}
+            else:
+                user = {"role": "user", "content": f"echo {w}"}
+                row = {"chosen": [user, {"role": "assistant", "content": f"{w} #"}],
+                       "rejected": [user, {"role": "assistant", "content": w}]}
+            f.write(json.dumps(row) + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def echo_words():
+    return list(ECHO_WORDS)
+
+
+@pytest.fixture(scope="session")
+def echo_pairs():
+    """write(path, [(word, word), ...]) -> path: the learnable preference pairs."""
+    return _write_echo_pairs
+
+
+@pytest.fixture(scope="session")
+def echo_rows():
+    """write(path, n, seed) -> path: the learnable echo task (random word pairs)."""
+    return _write_echo_rows
+
+
+@pytest.fixture(scope="session")
+def numbered_rows():
+    """write(path, n, user="hi {i}", assistant="yo {i}") -> path: plain numbered chat rows."""
+    return _write_numbered_rows
+
+
+@pytest.fixture(scope="session")
+def tiny_config(tiny_model_dir):
+    """make(out, data, *, cls=TrainConfig, **options) -> a config of a small run on the tiny model:
+    4 steps of 2 rows, LoRA rank 4 on every block, a report every step, a checkpoint every 2."""
+    from localtune.config import TrainConfig, build_config
+
+    def make(out, data, *, cls=TrainConfig, **options):
+        base = dict(model=str(tiny_model_dir), data=str(data), out=str(out), iters=4, batch_size=2, lr=1e-3,
+                    lora_rank=4, lora_layers=-1, save_every=2, report_every=1)
+        return build_config(None, {**base, **options}, cls=cls)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def stop_after():
+    """stop_after(n) -> a should_stop that asks for a stop before optimizer step n + 1."""
+
+    def make(n: int):
+        calls = {"n": 0}
+
+        def should_stop() -> bool:
+            calls["n"] += 1
+            return calls["n"] > n
+
+        return should_stop
+
+    return make

@@ -7,6 +7,8 @@ from pathlib import Path
 from textual.app import App
 from textual.binding import Binding
 
+from localtune.runs.layout import DEFAULT_ROOT
+
 from tui.screens.chat import ChatScreen
 from tui.screens.datasets import DatasetsScreen
 from tui.screens.models import ModelsScreen
@@ -32,7 +34,7 @@ class LocaltuneApp(App):
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
 
-    def __init__(self, *, runs_root: str | Path = "adapters", model: str | None = None,
+    def __init__(self, *, runs_root: str | Path = DEFAULT_ROOT, model: str | None = None,
                  start: str = "train", cwd: str | Path | None = None, run: str | None = None):
         super().__init__()
         if start not in SCREENS:

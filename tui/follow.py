@@ -1,31 +1,28 @@
-"""Follow a run directory: read only the new bytes of metrics.jsonl and train.log, keep the
+"""Follow a run directory: read only the new bytes of its metrics log and text log, keep the
 curves and the latest numbers. Pure Python (no Textual) so it is unit-testable and cheap enough
-to call from a timer several times a second."""
+to call from a timer several times a second. Events are read as localtune.events classes; which
+numbers become curves (and their names) comes from the run's metric registry."""
 
 from __future__ import annotations
 
-import json
 import os
 from collections import deque
 from pathlib import Path
 
-from localtune.runs import parse_event, pid_alive
+from localtune import events
+from localtune.errors import RunError
+from localtune.runs import RunDir, parse_event, run_status
 
-# metric key -> series name shown in the plots
-SERIES = {
-    "train_loss": "train", "val_loss": "valid",
-    "reward_accuracy": "reward acc", "val_reward_accuracy": "val reward acc",
-    "reward_margin": "margin", "val_reward_margin": "val margin",
-    "margin": "margin", "val_margin": "val margin",  # older/alternative spellings
-}
-LOSS_SERIES = ("train", "valid")
-DPO_SERIES = ("reward acc", "val reward acc", "margin", "val margin")
+# metric key -> series name shown in the plots (the built-in registry; a run may declare more)
+SERIES = {m.key: m.label for m in events.METRICS if m.plot}
+LOSS_SERIES = events.plot_labels("loss")
+DPO_SERIES = events.plot_labels("reward")
 DONE = ("finished", "failed", "stopped")
 
 
 class FileTail:
-    """Complete new lines of a growing file. A replaced or shrunk file (a resume rewrites
-    metrics.jsonl) starts over and sets `reset`."""
+    """Complete new lines of a growing file. A replaced or shrunk file (a resume rewrites the
+    metrics log) starts over and sets `reset`."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -64,13 +61,18 @@ def format_eta(seconds: float | None) -> str:
 class RunFollower:
     def __init__(self, run_dir: str | Path, log_lines: int = 200):
         self.path = Path(run_dir)
-        self.metrics = FileTail(self.path / "metrics.jsonl")
-        self.log = FileTail(self.path / "train.log")
+        self.run = RunDir(self.path)
+        self.metrics = FileTail(self.run.metrics_path)
+        self.log = FileTail(self.run.log_path)
         self.log_tail: deque[str] = deque(maxlen=log_lines)
         self.series: dict[str, tuple[list, list]] = {}
-        self.info: dict = {}
+        self.info: dict = {}  # the run's record
+        self.holder: dict | None = None  # who holds the run's lock
+        self.registry = events.metric_set()
         self.step = 0
         self.last: dict = {}  # latest train event
+        self.latest: dict = {}  # latest value of each metric key
+        self.phase: events.Phase | None = None  # latest stage of the trainer
         self._first_timed: tuple[int, float] | None = None
         self.new_log: list[str] = []
 
@@ -81,7 +83,7 @@ class RunFollower:
         lines = self.metrics.read_new()
         if self.metrics.reset:
             self.metrics.reset = False
-            self.series, self.step, self.last, self._first_timed = {}, 0, {}, None
+            self.series, self.step, self.last, self.latest, self._first_timed = {}, 0, {}, {}, None
             changed = True
         for line in lines:
             event = parse_event(line)
@@ -93,36 +95,45 @@ class RunFollower:
         return changed or bool(self.new_log)
 
     def _read_info(self) -> bool:
+        status = self.status
         try:
-            info = json.loads((self.path / "run.json").read_text())
-        except (OSError, ValueError):
+            info = self.run.read()
+        except RunError:
             return False
+        self.holder = self.run.lock_holder()
         if info != self.info:
             self.info = info
+            self.registry = events.metric_set(info.get("metrics") or ())
             return True
-        return False
+        return self.status != status
 
     def add_event(self, event: dict) -> None:
-        step = int(event.get("step", 0) or 0)
+        ev = events.parse(event)
+        if isinstance(ev, events.Phase):
+            self.phase = ev
+            return
+        if not isinstance(ev, (events.Train, events.Val, events.Skipped)):
+            return
+        step = int(ev.step or 0)
         self.step = max(self.step, step)
-        for key, name in SERIES.items():
-            value = event.get(key)
-            if isinstance(value, (int, float)):
-                xs, ys = self.series.setdefault(name, ([], []))
+        values = ev.values() if isinstance(ev, (events.Train, events.Val)) else {}
+        self.latest.update(values)
+        for key, value in values.items():
+            metric = self.registry.get(key)
+            if metric is not None and metric.plot:
+                xs, ys = self.series.setdefault(metric.label, ([], []))
                 xs.append(step)
                 ys.append(float(value))
-        if "train_loss" in event:
+        if isinstance(ev, events.Train):
             self.last = event
-            if "time" in event and self._first_timed is None:
-                self._first_timed = (step, float(event["time"]))
+            if ev.time and self._first_timed is None:
+                self._first_timed = (step, float(ev.time))
 
     # -- derived numbers ------------------------------------------------------------------
     @property
     def status(self) -> str:
-        status = self.info.get("status", "starting")
-        if status in ("starting", "running") and self.info.get("pid") and not pid_alive(int(self.info["pid"])):
-            return "interrupted"  # killed without a chance to say so; resumable
-        return status
+        """The effective status (localtune.runs.run_status: a killed trainer reads "interrupted")."""
+        return run_status(self.info, self.holder) if self.info else "starting"
 
     @property
     def iters(self) -> int | None:
@@ -134,7 +145,7 @@ class RunFollower:
         return self.info.get("kind") == "dpo" or any(n in self.series for n in DPO_SERIES)
 
     def eta_seconds(self) -> float | None:
-        """From the wall time between train reports (deterministic given metrics.jsonl)."""
+        """From the wall time between train reports (deterministic given the metrics log)."""
         if not self.iters or self._first_timed is None or "time" not in self.last:
             return None
         s0, t0 = self._first_timed
@@ -147,20 +158,9 @@ class RunFollower:
 
     def summary(self) -> str:
         """One line of the latest numbers."""
-        parts = [f"step {self.step}/{self.iters or '?'}"]
-        for name in ("train", "valid"):
-            if self.series.get(name):
-                parts.append(f"{name} {self.series[name][1][-1]:.4f}")
-        if "tokens_per_sec" in self.last:
-            parts.append(f"{self.last['tokens_per_sec']:.0f} tok/s")
-        if "peak_memory_gb" in self.last:
-            parts.append(f"peak {self.last['peak_memory_gb']:.2f} GB")
-        if self.is_dpo:
-            for name in ("reward acc", "margin"):
-                if self.series.get(name):
-                    parts.append(f"{name} {self.series[name][1][-1]:.3f}")
-        parts.append(f"ETA {format_eta(self.eta_seconds())}")
-        return "  ".join(parts)
+        parts = [f"step {self.step}/{self.iters or '?'}", events.summary_text(self.latest, self.registry),
+                 f"ETA {format_eta(self.eta_seconds())}"]
+        return "  ".join(p for p in parts if p)
 
 
 def load_run(run_dir: str | Path) -> RunFollower:

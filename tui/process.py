@@ -3,7 +3,6 @@ closing the UI never kills it and a crash in training never takes the UI down.""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -13,8 +12,10 @@ from pathlib import Path
 
 import yaml
 
-CONFIG_NAME = "tui-config.yaml"
-CONSOLE_NAME = "console.log"
+from localtune.runs import RunDir, layout, read_run
+
+CONFIG_NAME = layout.UI_CONFIG  # the form's values, written into the run directory
+CONSOLE_NAME = layout.CONSOLE_LOG  # the trainer's stdout and stderr
 
 
 def write_config(path: str | Path, values: dict) -> Path:
@@ -36,7 +37,7 @@ def train_config(values: dict):
 
 def _spawn(args: list[str], run_dir: Path, cwd: str | Path | None) -> subprocess.Popen:
     run_dir.mkdir(parents=True, exist_ok=True)
-    console = open(run_dir / CONSOLE_NAME, "ab")
+    console = open(RunDir(run_dir).console_log, "ab")
     try:
         return subprocess.Popen(
             [sys.executable, "-m", "localtune", *args],
@@ -50,31 +51,31 @@ def _spawn(args: list[str], run_dir: Path, cwd: str | Path | None) -> subprocess
 def start_training(kind: str, values: dict, run_dir: str | Path, cwd=None) -> subprocess.Popen:
     """Write the form's values as the run's YAML config and start the trainer on it."""
     run_dir = Path(run_dir)
-    if (run_dir / "run.json").exists():
+    if RunDir(run_dir).exists():
         raise FileExistsError(f"{run_dir} is already a run; pick another name or resume it")
-    cfg = write_config(run_dir / CONFIG_NAME, {**values, "out": str(run_dir)})
+    cfg = write_config(RunDir(run_dir).ui_config, {**values, "out": str(run_dir)})
     return _spawn(["train", kind, "--config", str(cfg)], run_dir, cwd)
 
 
 def resume_training(run_dir: str | Path, cwd=None) -> subprocess.Popen:
     run_dir = Path(run_dir)
-    info = json.loads((run_dir / "run.json").read_text())
-    return _spawn(["train", info.get("kind", "sft"), "--resume", str(run_dir)], run_dir, cwd)
+    kind = RunDir(run_dir).read().get("kind", "sft")
+    return _spawn(["train", kind, "--resume", str(run_dir)], run_dir, cwd)
 
 
 def stop_run(run_dir: str | Path) -> int:
-    """SIGTERM to the run's trainer (run.json pid): it checkpoints and marks itself stopped."""
-    info = json.loads((Path(run_dir) / "run.json").read_text())
-    pid = int(info.get("pid") or 0)
-    if pid <= 0 or info.get("status") not in ("starting", "running"):
-        raise ProcessLookupError(f"{Path(run_dir).name} is not running (status {info.get('status')})")
+    """SIGTERM to the run's trainer (the pid in its record): it checkpoints and marks itself stopped."""
+    info = read_run(run_dir)
+    pid = int(info.record.get("pid") or 0)
+    if pid <= 0 or not info.is_training:
+        raise ProcessLookupError(f"{Path(run_dir).name} is not running (status {info.status})")
     os.kill(pid, signal.SIGTERM)
     return pid
 
 
 def console_tail(run_dir: str | Path, lines: int = 5) -> str:
     try:
-        text = (Path(run_dir) / CONSOLE_NAME).read_text(errors="replace")
+        text = RunDir(run_dir).console_log.read_text(errors="replace")
     except OSError:
         return ""
     return "\n".join(text.strip().splitlines()[-lines:])

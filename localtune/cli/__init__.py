@@ -8,6 +8,12 @@ import sys
 from localtune.errors import LocaltuneError
 
 
+def show_notices(event: dict) -> None:
+    """on_event for commands with nothing to show but notices: `note: ...` lines on stderr."""
+    if event.get("event") == "notice":
+        print(f"note: {event['message']}", file=sys.stderr)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from localtune.cli import (chat_cmd, data_cmd, demo_cmd, doctor_cmd, export_cmd, models_cmd, plan_cmd,
                                runs_cmd, train_cmd, tui_cmd)

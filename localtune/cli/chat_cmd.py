@@ -26,13 +26,9 @@ def model_for_adapter(model: str | None, adapter: str | None) -> str | None:
     """Default to the model the run was trained on."""
     if model or not adapter:
         return model
-    from localtune.runs import RunDir
+    from localtune.runs import read_run
 
-    try:
-        info = RunDir(adapter).read()
-    except Exception:
-        return None
-    return info.get("model_path") or info.get("config", {}).get("model")
+    return read_run(adapter).model
 
 
 def run(args) -> int:
@@ -41,7 +37,10 @@ def run(args) -> int:
 
     if args.compare and not args.adapter:
         raise LocaltuneError("--compare needs --adapter RUN_DIR (base vs tuned)")
-    session = ChatSession.open(model_for_adapter(args.model, args.adapter), args.adapter, args.system)
+    from localtune.cli import show_notices
+
+    session = ChatSession.open(model_for_adapter(args.model, args.adapter), args.adapter, args.system,
+                               on_event=show_notices)
     sampling = Sampling(args.temperature, args.top_p, args.max_tokens, args.seed)
     if args.prompt is not None:
         if args.compare:

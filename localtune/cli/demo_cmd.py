@@ -7,6 +7,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from localtune.runs.layout import DEFAULT_ROOT
+
 SAMPLES = Path("samples")
 
 
@@ -18,7 +20,7 @@ def register(sub) -> None:
     p.add_argument("--iters", type=int, help="SFT steps (overrides the config; e.g. 10 for a smoke run)")
     p.add_argument("--dpo-iters", type=int, help="DPO steps (overrides the config)")
     p.add_argument("--no-dpo", action="store_true", help="stop after SFT")
-    p.add_argument("--out", default="adapters", help="where the demo's run directories go")
+    p.add_argument("--out", default=str(DEFAULT_ROOT), help="where the demo's run directories go")
     p.add_argument("--max-tokens", type=int, default=80)
     p.set_defaults(func=run)
 

@@ -23,11 +23,12 @@ def register(sub) -> None:
 
 
 def run_export(args) -> int:
+    from localtune.cli import show_notices
     from localtune.export import export_run
 
     out = args.out or str(Path(args.run) / (f"export-{args.format}" + (".gguf" if args.format == "gguf" else "")))
     path = export_run(args.run, args.format, out, model=args.model, dequantize=args.dequantize,
-                      base_name=args.base_name, dtype=args.dtype)
+                      base_name=args.base_name, dtype=args.dtype, on_event=show_notices)
     print(f"exported ({args.format}): {path}")
     if args.push:
         from localtune.export.hub import push_export

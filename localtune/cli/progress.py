@@ -1,4 +1,7 @@
-"""Show training events: a rich progress bar on a terminal, plain lines otherwise (logs, TUI)."""
+"""Show training events: a rich progress bar on a terminal, plain lines otherwise (logs, TUI).
+
+Events arrive as dicts (localtune/events.py); each kind has one handler below. Which numbers the
+progress line shows, and how, comes from the metric registry (events.METRICS and the run's own)."""
 
 from __future__ import annotations
 
@@ -6,7 +9,9 @@ import sys
 import time
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from localtune import events
 
 MAX_PROBLEMS_SHOWN = 10
 
@@ -15,10 +20,22 @@ class TrainingDisplay:
     def __init__(self, console: Console | None = None):
         self.console = console or Console(stderr=False)
         self.live = self.console.is_terminal
-        self.progress: Progress | None = None
-        self.task = None
+        self.progress: Progress | None = None  # the training bar, from `start` to `done`
+        self.waiting: Progress | None = None  # a spinner for the stages before it (live only)
+        self.task = self.wait_task = None
         self.problems = 0
-        self.last = {"loss": "-", "val": "-", "tps": "-"}
+        self.values: dict = {}  # latest number of each metric key
+        self.metrics = events.metric_set()
+        self.phase: events.Phase | None = None
+        self.started = False  # a `start` event came: the loop is running
+        self.handlers = {
+            events.DataProblem: self._data_problem, events.Data: self._data, events.Download: self._message,
+            events.Import: self._message, events.Model: self._model, events.Resumed: self._resumed,
+            events.Start: self._start, events.Train: self._train, events.Val: self._val,
+            events.Reference: self._reference, events.Checkpoint: self._checkpoint, events.Done: self._done,
+            events.Stopped: self._stopped, events.Skipped: self._skipped, events.Phase: self._phase,
+            events.Notice: self._notice, events.UnusableCheckpoint: self._unusable,
+        }
 
     def __enter__(self):
         return self
@@ -27,79 +44,122 @@ class TrainingDisplay:
         self.close()
 
     def close(self):
-        if self.progress:
-            self.progress.stop()
-            self.progress = None
-
-    def _fields(self) -> str:
-        pref = f"  acc {self.last['acc']}  margin {self.last['margin']}" if "acc" in self.last else ""
-        return f"loss {self.last['loss']}  val {self.last['val']}{pref}  {self.last['tps']} tok/s"
+        for bar in (self.progress, self.waiting):
+            if bar:
+                bar.stop()
+        self.progress = self.waiting = None
 
     def __call__(self, e: dict) -> None:
-        kind = e.get("event")
-        if kind == "data_problem":
-            self.problems += 1
-            if self.problems <= MAX_PROBLEMS_SHOWN:
-                self.console.print(f"[yellow]skipped[/] {e['message']}", highlight=False)
-            elif self.problems == MAX_PROBLEMS_SHOWN + 1:
-                self.console.print("[yellow]... more problems: run `localtune data check FILE`[/]")
-        elif kind == "data":
-            extra = "".join(f", {e[k]} {k}" for k in ("problems", "truncated", "dropped") if e.get(k))
-            self.console.print(f"{e['file']}: {e['path']} ({e['format']}): {e['usable']} rows, "
-                               f"{e['tokens']} tokens{extra}", highlight=False)
-        elif kind in ("download", "import"):
-            if e.get("message"):  # per-file progress events carry no message: too chatty for a log
-                self.console.print(f"{kind}: {e['message']}", highlight=False)
-        elif kind == "model":
-            self.console.print(f"model: {e['path']}", highlight=False)
-        elif kind == "resumed":
-            self.console.print(f"resumed at step {e['step']} from {e['checkpoint']}", highlight=False)
-        elif kind == "start":
-            self.last = {"loss": "-", "val": self.last["val"] if e["step"] else "-", "tps": "-"}  # a new run
-            self.console.print(f"run: {e['run']}  ({e['trainable_params']:,} trainable of "
-                               f"{e['total_params']:,} parameters, {e['iters']} steps)", highlight=False)
-            if self.live:
-                self.progress = Progress(
-                    TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                    TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                    console=self.console,
-                )
-                self.progress.start()
-                self.task = self.progress.add_task("train", total=e["iters"], completed=e["step"],
-                                                   info=self._fields())
-        elif kind == "train":
-            loss = e.get("train_loss")
-            self.last["loss"] = f"{loss:.3f}" if loss is not None else "nan"
-            self.last["tps"] = f"{e['tokens_per_sec']:.0f}"
-            if "reward_accuracy" in e:  # preference runs (DPO): per-pair accuracy and margin
-                self.last["acc"] = f"{e['reward_accuracy']:.2f}"
-                self.last["margin"] = f"{e['reward_margin']:.2f}"
-            self._update(e["step"], e)
-        elif kind == "val":
-            self.last["val"] = f"{e['val_loss']:.3f}"
-            self._update(e["step"], e, line=True)
-        elif kind == "reference":
-            self.console.print(f"reference log-probs ({e['file']}, {e['pairs']} pairs): {e['status']} "
-                               f"in {e['seconds']:.1f}s", highlight=False)
-        elif kind == "checkpoint":
-            if not self.live:
-                self.console.print(f"checkpoint {e['path']}", highlight=False)
-        elif kind == "done":
-            self.close()
-        elif kind == "stopped":
-            self.close()
-            self.console.print(f"[yellow]stopped at step {e['step']}; checkpoint saved[/]")
-        elif kind == "skipped":
-            self.console.print(f"[yellow]step {e['step']}: skipped batch ({e['reason']})[/]")
+        ev = events.parse(e)
+        handler = self.handlers.get(type(ev))
+        if handler:
+            handler(ev)
 
-    def _update(self, step: int, e: dict, line: bool = False) -> None:
+    def print(self, text: str) -> None:
+        (self.progress or self.waiting or self).console.print(text, highlight=False)
+
+    def _fields(self) -> str:
+        return events.summary_text(self.values, self.metrics) or "-"
+
+    # -- one handler per event ----------------------------------------------------------------------
+    def _data_problem(self, ev: events.DataProblem) -> None:
+        self.problems += 1
+        if self.problems <= MAX_PROBLEMS_SHOWN:
+            self.print(f"[yellow]skipped[/] {ev.message}")
+        elif self.problems == MAX_PROBLEMS_SHOWN + 1:
+            self.print("[yellow]... more problems: run `localtune data check FILE`[/]")
+
+    def _data(self, ev: events.Data) -> None:
+        extra = "".join(f", {getattr(ev, k)} {k}" for k in ("problems", "truncated", "dropped") if getattr(ev, k))
+        self.print(f"{ev.file}: {ev.path} ({ev.format}): {ev.usable} rows, {ev.tokens} tokens{extra}")
+
+    def _message(self, ev) -> None:
+        if ev.message:  # per-file progress events carry no message: too chatty for a log
+            self.print(f"{ev.name}: {ev.message}")
+
+    def _model(self, ev: events.Model) -> None:
+        self.print(f"model: {ev.path}")
+
+    def _resumed(self, ev: events.Resumed) -> None:
+        self.print(f"resumed at step {ev.step} from {ev.checkpoint}")
+
+    def _notice(self, ev: events.Notice) -> None:
+        self.print(f"[yellow]note:[/] {ev.message}")
+
+    def _unusable(self, ev: events.UnusableCheckpoint) -> None:
+        self.print(f"[yellow]checkpoint {ev.path} is unusable ({ev.reason}); trying an older one[/]")
+
+    def _reference(self, ev: events.Reference) -> None:
+        self.print(f"reference log-probs ({ev.file}, {ev.pairs} pairs): {ev.status} in {ev.seconds:.1f}s")
+
+    def _phase(self, ev: events.Phase) -> None:
+        changed = self.phase is None or self.phase.phase != ev.phase
+        self.phase = ev
+        if self.progress is not None:
+            self.progress.update(self.task, phase=ev.text())
+        elif self.live:
+            if self.waiting is None:
+                self.waiting = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                                        console=self.console, transient=True)
+                self.waiting.start()
+                self.wait_task = self.waiting.add_task(ev.text())
+            self.waiting.update(self.wait_task, description=ev.text())
+        # A log gets the stages before training (and a stop); during training the step and val
+        # lines already say what happens.
+        if not self.live and (not self.started or ev.phase == "stopping") and (
+                changed or (ev.total and ev.done == ev.total)):
+            self.print(f"{time.strftime('%H:%M:%S')} {ev.text()}")
+
+    def _start(self, ev: events.Start) -> None:
+        self.values = {"val_loss": self.values["val_loss"]} if ev.step and "val_loss" in self.values else {}
+        self.metrics = events.metric_set(ev.metrics or ())
+        self.started = True
+        if self.waiting:
+            self.waiting.stop()
+            self.waiting = None
+        self.print(f"run: {ev.run}  ({ev.trainable_params:,} trainable of "
+                   f"{ev.total_params:,} parameters, {ev.iters} steps)")
+        if self.live:
+            self.progress = Progress(
+                TextColumn("[bold]{task.fields[phase]}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                console=self.console,
+            )
+            self.progress.start()
+            self.task = self.progress.add_task("train", total=ev.iters, completed=ev.step, info=self._fields(),
+                                               phase="train")
+
+    def _train(self, ev: events.Train) -> None:
+        self.values.update(ev.values())
+        if ev.train_loss is None:
+            self.values["train_loss"] = float("nan")
+        self._update(ev.step)
+
+    def _val(self, ev: events.Val) -> None:
+        self.values.update(ev.values())
+        self._update(ev.step)
+        if self.progress is not None:
+            shown = "  ".join(self.metrics[k].text(v) for k, v in ev.values().items() if k in self.metrics)
+            self.progress.console.print(f"step {ev.step}: {shown}", highlight=False)
+
+    def _checkpoint(self, ev: events.Checkpoint) -> None:
+        if not self.live:
+            self.print(f"checkpoint {ev.path}")
+
+    def _done(self, ev: events.Done) -> None:
+        self.close()
+        self.started = False  # the demo runs SFT, then DPO, through one display
+
+    def _stopped(self, ev: events.Stopped) -> None:
+        self.close()
+        self.print(f"[yellow]stopped at step {ev.step}; checkpoint saved[/]")
+
+    def _skipped(self, ev: events.Skipped) -> None:
+        self.print(f"[yellow]step {ev.step}: skipped batch ({ev.reason})[/]")
+
+    def _update(self, step: int) -> None:
         if self.progress is not None:
             self.progress.update(self.task, completed=step, info=self._fields())
-            if line:
-                acc = (f", reward accuracy {e['val_reward_accuracy']:.2f}, margin {e['val_reward_margin']:.2f}"
-                       if "val_reward_accuracy" in e else "")
-                self.progress.console.print(f"step {step}: val loss {e['val_loss']:.3f}{acc}", highlight=False)
         else:
-            self.console.print(f"{time.strftime('%H:%M:%S')} step {step}: {self._fields()}",
-                               highlight=False)
+            self.print(f"{time.strftime('%H:%M:%S')} step {step}: {self._fields()}")
             sys.stdout.flush()

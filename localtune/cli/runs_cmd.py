@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from localtune.runs.layout import DEFAULT_ROOT
+
 
 def register(sub) -> None:
     p = sub.add_parser("runs", help="list training runs")
-    p.add_argument("--root", default="adapters", help="where run directories live (default: adapters)")
+    p.add_argument("--root", default=str(DEFAULT_ROOT), help=f"where run directories live (default: {DEFAULT_ROOT})")
     p.set_defaults(func=run)
 
 

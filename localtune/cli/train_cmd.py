@@ -56,6 +56,8 @@ def register(sub) -> None:
 def _common(p) -> None:
     p.add_argument("--config", help="YAML file of options (flags given here override it)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    p.add_argument("--allow-changed-data", action="store_true",
+                   help="with --resume: go on although a data file changed since the run started")
 
 
 class StopFlag:
@@ -97,12 +99,13 @@ def execute(args, cls, task_factory) -> int:
     from localtune.train import distributed
 
     stop = StopFlag().install()
+    common = dict(resume=args.resume, should_stop=stop, overrides=overrides, cfg_cls=cls,
+                  allow_changed_data=args.allow_changed_data)
     if not distributed.is_main():  # data parallel: rank 0 alone shows progress and the result
-        run_training(cfg, task_factory, resume=args.resume, should_stop=stop, overrides=overrides, cfg_cls=cls)
+        run_training(cfg, task_factory, **common)
         return 0
     with TrainingDisplay() as show:
-        run = run_training(cfg, task_factory, resume=args.resume, on_event=show, should_stop=stop,
-                           overrides=overrides, cfg_cls=cls)
+        run = run_training(cfg, task_factory, on_event=show, **common)
     print(f"adapter: {run}")
     print(f"chat with it: localtune chat --adapter {run}")
     return 0

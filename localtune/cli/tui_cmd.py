@@ -5,6 +5,8 @@ the `localtune.frontends` group (pyproject.toml), and this command loads whateve
 
 from __future__ import annotations
 
+from localtune.runs.layout import DEFAULT_ROOT
+
 SCREENS = ("train", "runs", "datasets", "chat", "models")
 FRONTENDS = "localtune.frontends"  # entry point group the UI registers in
 
@@ -16,7 +18,7 @@ def register(sub) -> None:
 
 
 def add_tui_args(p) -> None:
-    p.add_argument("--runs-root", default="adapters", help="parent directory of run directories")
+    p.add_argument("--runs-root", default=str(DEFAULT_ROOT), help="parent directory of run directories")
     p.add_argument("--model", help="model to pre-fill in the forms (dir, .gguf or hub id)")
     p.add_argument("--screen", choices=SCREENS, default="train", help="screen to open first")
     p.add_argument("--run", metavar="RUN_DIR", help="follow this run (e.g. one started from the CLI)")
@@ -37,7 +39,7 @@ def run(args=None) -> int:
     except ImportError as e:
         raise LocaltuneError(f"the terminal UI needs textual and textual-plotext ({e}); "
                              "pip install textual textual-plotext") from None
-    app = create_app(runs_root=getattr(args, "runs_root", "adapters"), model=getattr(args, "model", None),
+    app = create_app(runs_root=getattr(args, "runs_root", str(DEFAULT_ROOT)), model=getattr(args, "model", None),
                      start=getattr(args, "screen", "train"), run=getattr(args, "run", None))
     app.run()
     return int(app.return_code or 0)

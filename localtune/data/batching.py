@@ -2,11 +2,16 @@
 order that is a pure function of (seed, epoch), so a resumed run sees exactly the same batches.
 
 A row is (ids, mask): mask[i] True when token i is a training target.
+
+Data parallel: every rank walks the same global order (batches of batch_size * world items) and
+collates only its own items of each batch (`Shard.take`), so the union of the ranks' batches is
+exactly the batch one process would take.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -14,6 +19,21 @@ import localtune  # noqa: F401
 import mlx.core as mx
 
 BUCKET_WINDOW = 16  # batches' worth of rows sorted together: similar lengths, still shuffled
+
+
+@dataclass(frozen=True)
+class Shard:
+    """This process's part of each global batch: items rank, rank + world, ..."""
+
+    rank: int = 0
+    world: int = 1
+
+    def take(self, items: list) -> tuple[list, bool]:
+        """(this rank's items, dummy). A rank left with none (a short last batch of an epoch) gets
+        the last item as a stand-in: it still runs forward and backward (collectives need every
+        rank) but with zero weight."""
+        mine = items[self.rank :: self.world]
+        return (mine, False) if mine else (items[-1:], True)
 
 
 @dataclass
@@ -26,11 +46,17 @@ class Batch:
     targets: mx.array | None = None  # the token predicted at each of those positions
     target_rows: mx.array | None = None  # which row each target belongs to
     segments: mx.array | None = None  # (B, L) packed batches only: row number inside the pack, 0 on padding
+    dummy: bool = False  # a zero-weight stand-in (see Shard.take)
 
     @property
     def ntokens(self) -> int:
         """Real (non-padding) tokens, what tokens/s counts."""
         return int(sum(self.lengths))
+
+    @property
+    def ntargets(self) -> int:
+        """Tokens the loss is computed on."""
+        return int(self.targets.size) if self.targets is not None else 0
 
 
 def fit_rows(rows: list[tuple[list[int], list[bool]]], max_seq_len: int, overlong: str = "truncate"):
@@ -91,15 +117,17 @@ class BatchStream:
     """Endless training batches over epochs; `position` is all that resume needs.
 
     Items are (ids, mask) rows by default; a subclass with its own `collate` and `lengths`
-    batches other items (DPO's pairs) in the same order."""
+    batches other items (DPO's pairs) in the same order. `batch_size` is the global batch size;
+    `shard` picks this process's items of each batch (data parallel)."""
 
     def __init__(self, rows, batch_size: int, seed: int, epoch: int = 0, index: int = 0,
-                 lengths: list[int] | None = None):
+                 lengths: list[int] | None = None, shard: Shard = Shard()):
         if not rows:
             raise ValueError("no rows to batch")
         self.rows = rows
         self.batch_size = batch_size
         self.seed = seed
+        self.shard = shard
         self.lengths = lengths if lengths is not None else [len(ids) for ids, _ in rows]
         self.epoch, self.index = epoch, index
         self._order = self.make_order(epoch)
@@ -128,7 +156,9 @@ class BatchStream:
         if self.index >= len(self._order):
             self.epoch, self.index = self.epoch + 1, 0
             self._order = self.make_order(self.epoch)
-        batch = self.collate(self._order[self.index])
+        mine, dummy = self.shard.take(self._order[self.index])
+        batch = self.collate(mine)
+        batch.dummy = dummy
         self.index += 1
         return batch
 
@@ -136,11 +166,29 @@ class BatchStream:
         return collate(self.rows, indices)
 
 
-def eval_batches(rows, batch_size: int, limit: int = -1):
-    """Validation batches in a fixed, length-sorted order (little padding, same every time)."""
-    order = sorted(range(len(rows)), key=lambda i: len(rows[i][0]))
+class EvalBatches:
+    """Validation batches, collated one at a time as they are iterated; len() is their count (the
+    loop reports evaluation progress with it)."""
+
+    def __init__(self, groups: list[list[int]], collate_one: Callable[[list[int]], object]):
+        self.groups, self.collate_one = groups, collate_one
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    def __iter__(self) -> Iterator:
+        return (self.collate_one(g) for g in self.groups)
+
+
+def eval_groups(lengths: list[int], batch_size: int, limit: int = -1) -> list[list[int]]:
+    """Item indices of the validation batches: a fixed, length-sorted order (little padding, the
+    same every time), the first `limit` batches when limit > 0."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
     groups = [order[j : j + batch_size] for j in range(0, len(order), batch_size)]
-    if limit > 0:
-        groups = groups[:limit]
-    for g in groups:
-        yield collate(rows, g)
+    return groups[:limit] if limit > 0 else groups
+
+
+def eval_batches(rows, batch_size: int, limit: int = -1) -> EvalBatches:
+    """Validation batches of (ids, mask) rows."""
+    return EvalBatches(eval_groups([len(ids) for ids, _ in rows], batch_size, limit),
+                       lambda g: collate(rows, g))

@@ -14,6 +14,7 @@ import os
 import re
 from pathlib import Path
 
+from localtune import events
 from localtune.errors import DataError
 
 ALLOW_PATTERNS = ["*.jsonl", "*.json", "*.parquet"]
@@ -67,8 +68,8 @@ def resolve_dataset(spec, *, split: str | tuple[str, ...] = "train", on_event=No
         path = files[0]
     else:
         path = _combined_jsonl(snapshot, repo_id, chosen, files, emit)
-    emit({"event": "download", "repo": repo_id, "repo_type": "dataset", "stage": "resolved",
-          "split": chosen, "path": str(path), "message": f"{spec}: {chosen} split -> {path}"})
+    emit(events.Download(repo_id, repo_type="dataset", stage="resolved", split=chosen, path=str(path),
+                         message=f"{spec}: {chosen} split -> {path}").to_dict())
     return path
 
 
@@ -90,8 +91,8 @@ def _snapshot(repo_id: str, revision: str | None, emit) -> Path:
                   cache_dir=hub_cache_dir())
     try:
         path = Path(snapshot_download(repo_id, local_files_only=True, **common))
-        emit({"event": "download", "repo": repo_id, "repo_type": "dataset", "cached": True,
-              "path": str(path), "message": f"dataset {label}: using the local cache {path}"})
+        emit(events.Download(repo_id, repo_type="dataset", cached=True, path=str(path),
+                             message=f"dataset {label}: using the local cache {path}").to_dict())
         return path
     except HFValidationError as e:
         raise DataError(f"{label!r} is neither a local file nor a valid hub dataset id") from e
@@ -101,8 +102,8 @@ def _snapshot(repo_id: str, revision: str | None, emit) -> Path:
     if _offline():
         raise DataError(f"cannot download dataset {label}: offline (HF_HUB_OFFLINE is set) and "
                         f"not in the local cache; {hint}")
-    emit({"event": "download", "repo": repo_id, "repo_type": "dataset", "stage": "start",
-          "message": f"downloading dataset {label} from the Hugging Face hub"})
+    emit(events.Download(repo_id, repo_type="dataset", stage="start",
+                         message=f"downloading dataset {label} from the Hugging Face hub").to_dict())
     try:
         path = Path(snapshot_download(repo_id, tqdm_class=_progress_class(repo_id, emit),
                                       etag_timeout=10, **common))
@@ -119,8 +120,8 @@ def _snapshot(repo_id: str, revision: str | None, emit) -> Path:
         raise DataError(f"cannot download dataset {label}: {e}; {hint}") from e
     except Exception as e:  # httpx connection/timeout errors are not OSErrors
         raise DataError(f"cannot download dataset {label}: {type(e).__name__}: {e}; {hint}") from e
-    emit({"event": "download", "repo": repo_id, "repo_type": "dataset", "stage": "done",
-          "path": str(path), "message": f"downloaded dataset {label} to {path}"})
+    emit(events.Download(repo_id, repo_type="dataset", stage="done", path=str(path),
+                         message=f"downloaded dataset {label} to {path}").to_dict())
     return path
 
 
@@ -163,8 +164,9 @@ def _combined_jsonl(snapshot: Path, repo_id: str, split: str, files: list[Path],
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    emit({"event": "download", "repo": repo_id, "repo_type": "dataset", "stage": "convert",
-          "message": f"dataset {repo_id}: writing the {split} split ({len(files)} file(s)) to {out}"})
+    emit(events.Download(repo_id, repo_type="dataset", stage="convert",
+                         message=f"dataset {repo_id}: writing the {split} split ({len(files)} file(s)) to {out}"
+                         ).to_dict())
     try:
         with open(tmp, "wb") as f:
             for src in files:

@@ -17,7 +17,7 @@ import numpy as np
 import localtune  # noqa: F401
 import mlx.core as mx
 
-from localtune.data.batching import Batch, BatchStream, target_positions
+from localtune.data.batching import Batch, BatchStream, Shard, target_positions
 
 
 def pack_rows(order: list[int], lengths: list[int], capacity: int) -> list[list[int]]:
@@ -81,9 +81,10 @@ def collate_packed(rows: list[tuple[list[int], list[bool]]], packs: list[list[in
 class PackedStream(BatchStream):
     """BatchStream whose items are packs of rows (`batch_size` packs of up to `capacity` tokens)."""
 
-    def __init__(self, rows, batch_size: int, seed: int, capacity: int, epoch: int = 0, index: int = 0):
+    def __init__(self, rows, batch_size: int, seed: int, capacity: int, epoch: int = 0, index: int = 0,
+                 shard: Shard = Shard()):
         self.capacity = capacity
-        super().__init__(rows, batch_size, seed, epoch, index)
+        super().__init__(rows, batch_size, seed, epoch, index, shard=shard)
 
     def make_order(self, epoch: int):
         return packed_epoch_order(self.lengths, self.batch_size, self.capacity, self.seed, epoch)

@@ -14,6 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from localtune import events
 from localtune.data.columns import apply_columns, parse_columns, rename_row
 from localtune.data.example import DatasetFile, Example, Problem
 from localtune.data.formats import DETECT_ROWS, RowProblem, _type_name, check_conversation, shown
@@ -216,13 +217,12 @@ def load_pairs(path: str, tokenizer, *, max_seq_len: int, overlong: str = "trunc
     """Read, check, tokenize and fit a preference file, reporting like train.prepare.load_rows."""
     ds = read_preferences(path, columns)
     for p in ds.problems:
-        on_event({"event": "data_problem", "file": role, "message": str(p)})
+        on_event(events.DataProblem(role, str(p)).to_dict())
     pairs, _, counts = fit_pairs([tokenize_pair(ex, tokenizer) for ex in ds.examples], max_seq_len, overlong)
     if not pairs:
         raise DataError(f"{path}: no usable pairs after validation and --max-seq-len {max_seq_len}")
-    on_event({"event": "data", "file": role, "path": str(path), "format": ds.format, "rows": ds.n_rows,
-              "usable": len(pairs), "problems": len(ds.problems), **counts,
-              "tokens": sum(len(p.chosen_ids) + len(p.rejected_ids) for p in pairs)})
+    on_event(events.Data(role, str(path), ds.format, ds.n_rows, len(pairs), problems=len(ds.problems), **counts,
+                         tokens=sum(len(p.chosen_ids) + len(p.rejected_ids) for p in pairs)).to_dict())
     return pairs
 
 

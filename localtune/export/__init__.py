@@ -13,11 +13,15 @@ FORMATS = ("peft", "fused", "gguf")
 
 
 def export_run(run: str | Path, fmt: str, out: str | Path, *, model: str | None = None,
-               dequantize: bool = False, base_name: str | None = None, dtype: str = "float16") -> Path:
-    """Write `run`'s adapter in format `fmt` to `out` (a directory; a .gguf file for gguf)."""
+               dequantize: bool = False, base_name: str | None = None, dtype: str = "float16",
+               on_event=lambda e: None) -> Path:
+    """Write `run`'s adapter in format `fmt` to `out` (a directory; a .gguf file for gguf).
+    `on_event` gets notices (a run still training exports the checkpoint of the moment)."""
     from localtune.export.source import adapter_dir, base_model_id, base_model_path
+    from localtune.runs import tell_readers
 
     run = adapter_dir(run)
+    tell_readers(run, on_event)  # e.g. exporting the checkpoint of a run still training
     if fmt == "peft":
         from localtune.export.peft import export_peft
 

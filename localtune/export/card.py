@@ -3,31 +3,29 @@ and the loss curve, with the Hub's YAML front matter."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from localtune.runs import read_metrics
+from localtune.runs import read_metrics, read_run
 
-# The settings worth a reader's time; the whole config is in run.json.
+# The settings worth a reader's time; the whole config is in the run's record.
 CARD_KEYS = ("iters", "epochs", "batch_size", "grad_accum", "lr", "schedule", "warmup", "lora_rank",
              "lora_alpha", "lora_layers", "lora_targets", "dora", "max_seq_len", "seed", "beta", "loss")
 
 
 def final_metrics(run: Path) -> dict:
+    """The last (step, value) of each metric the registry puts on the card."""
+    shown = [k for k, m in read_run(run).metrics.items() if m.card]
     out = {}
-    for e in read_metrics(Path(run) / "metrics.jsonl"):
-        for k in ("train_loss", "val_loss", "val_reward_accuracy"):
-            if isinstance(e.get(k), (int, float)):
-                out[k] = (e["step"], e[k])
+    for e in read_metrics(run):
+        for k in shown:
+            if isinstance(e.get(k), (int, float)) and not isinstance(e.get(k), bool):
+                out[k] = (e.get("step"), e[k])
     return out
 
 
 def model_card(run: str | Path, fmt: str, base_name: str, *, has_plot: bool) -> str:
     run = Path(run)
-    try:
-        info = json.loads((run / "run.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        info = {}
+    info = read_run(run).record
     cfg = info.get("config") or {}
     kind = info.get("kind", "sft")
     library = {"peft": "peft", "fused": "mlx", "gguf": "gguf"}[fmt]

@@ -16,7 +16,7 @@ def prepare_folder(run: Path, export: Path, folder: Path, fmt: str, base_name: s
     from localtune.export.card import model_card
     from localtune.runs import read_metrics
 
-    plot = write_loss_png(read_metrics(run / "metrics.jsonl"), folder / LOSS_PNG)
+    plot = write_loss_png(read_metrics(run), folder / LOSS_PNG)
     atomic_write_text(folder / "README.md", model_card(run, fmt, base_name, has_plot=plot is not None))
     return folder
 

@@ -12,6 +12,7 @@ import mlx.core as mx
 from localtune.errors import ModelError, RunError
 from localtune.lora import ADAPTER_FILE, CONFIG_FILE, LoraSpec, load_adapter, read_adapter_spec
 from localtune.models.load import check_model_dir
+from localtune.runs import read_run, record_of
 
 # Files of a model directory that an export rewrites instead of copying.
 WEIGHT_FILES = ("*.safetensors", "model.safetensors.index.json", "config.json", "localtune_import.json")
@@ -27,26 +28,24 @@ def adapter_dir(run: str | Path) -> Path:
 
 
 def run_info(run: Path) -> dict:
-    try:
-        return json.loads((run / "run.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}  # an mlx_lm adapter dir has none
+    """The run's record; {} for an mlx_lm adapter dir (it has none)."""
+    return record_of(run)
 
 
 def base_model_path(run: str | Path, model: str | None = None) -> Path:
-    """The base model a run was trained on: --model if given, else what run.json (ours) or
-    adapter_config.json (mlx_lm's "model") recorded."""
+    """The base model a run was trained on: --model if given, else what the run's record (ours)
+    or adapter_config.json (mlx_lm's "model") recorded."""
     from localtune.models import resolve_model
 
     run = adapter_dir(run)
     if model:
         return resolve_model(model)
-    info = run_info(run)
-    recorded = info.get("model_path")
+    info = read_run(run)
+    recorded = info.resolve(info.record.get("model_path"))
     if recorded and Path(recorded).is_dir():
         return Path(recorded)
-    cfg_model = (info.get("config") or {}).get("model")
-    if info:
+    cfg_model = info.resolve(info.config.get("model"))
+    if info.record:
         return resolve_model(cfg_model)  # None means the default model, as training did
     mlx_lm_model = json.loads((run / CONFIG_FILE).read_text()).get("model")
     if mlx_lm_model:

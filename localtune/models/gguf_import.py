@@ -17,6 +17,7 @@ from pathlib import Path
 import localtune  # noqa: F401  (OpenBLAS before mlx)
 import mlx.core as mx
 
+from localtune import events
 from localtune.errors import ModelError
 from localtune.fsutil import atomic_save_safetensors, atomic_write_json
 
@@ -264,7 +265,7 @@ def _write_weights(tmp: Path, weights: dict, emit) -> None:
         name = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
         atomic_save_safetensors(tmp / name, shard, {"format": "mlx"})
         weight_map.update({k: name for k in shard})
-        emit({"event": "import", "stage": "write", "done": i + 1, "total": len(shards)})
+        emit(events.Import("write", done=i + 1, total=len(shards)).to_dict())
     total = sum(v.nbytes for v in weights.values())
     atomic_write_json(
         tmp / "model.safetensors.index.json",
@@ -303,7 +304,7 @@ def import_gguf(
         raise ModelError(f"unknown GGUF import dtype {dtype!r}; use one of {', '.join(DTYPES)}")
     emit = on_event or (lambda _e: None)
     path, out_dir = Path(gguf_path), Path(out_dir)
-    emit({"event": "import", "stage": "read", "path": str(path), "message": f"reading {path}"})
+    emit(events.Import("read", path=str(path), message=f"reading {path}").to_dict())
     tensors, meta = read_gguf(path)
     config = llama_config(meta, tensors, path)
     weights, quant = convert_tensors(tensors, config, dtype, path)
@@ -317,8 +318,8 @@ def import_gguf(
     tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}-{time.time_ns()}")
     tmp.mkdir()
     try:
-        emit({"event": "import", "stage": "convert", "tensors": len(weights),
-              "message": f"converting {len(weights)} tensors to {dtype}"})
+        emit(events.Import("convert", tensors=len(weights), message=f"converting {len(weights)} tensors to {dtype}"
+                           ).to_dict())
         _write_weights(tmp, weights, emit)
         del weights, tensors
         tok = write_tokenizer_files(meta, tmp, source=path)
@@ -344,5 +345,5 @@ def import_gguf(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    emit({"event": "import", "stage": "done", "path": str(out_dir), "message": f"wrote {out_dir}"})
+    emit(events.Import("done", path=str(out_dir), message=f"wrote {out_dir}").to_dict())
     return out_dir

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from localtune import events
 from localtune.errors import ModelError
 
 ALLOW_PATTERNS = [
@@ -30,17 +31,9 @@ def _progress_class(repo_id: str, on_event):
 
         def update(self, n=1):
             out = super().update(n)
-            on_event(
-                {
-                    "event": "download",
-                    "repo": repo_id,
-                    "desc": self.desc,
-                    "done": self.n,
-                    "total": self.total,
-                    "unit": self.unit,
-                    "message": f"{self.desc or repo_id}: {self.n}/{self.total or '?'} {self.unit}",
-                }
-            )
+            on_event(events.Download(repo_id, desc=self.desc, done=self.n, total=self.total, unit=self.unit,
+                                     message=f"{self.desc or repo_id}: {self.n}/{self.total or '?'} {self.unit}"
+                                     ).to_dict())
             return out
 
     return _Forward
@@ -109,14 +102,13 @@ def download_model(repo_id: str, *, on_event=None) -> Path:
     emit = on_event or (lambda _e: None)
     cached = cached_model(repo_id)
     if cached is not None:
-        emit({"event": "download", "repo": repo_id, "cached": True, "path": str(cached),
-              "message": f"{repo_id}: using the local cache {cached}"})
+        emit(events.Download(repo_id, cached=True, path=str(cached),
+                             message=f"{repo_id}: using the local cache {cached}").to_dict())
         return cached
     hint = "put a model directory or a .gguf path in --model, or connect and retry"
     if _offline():
         raise ModelError(f"cannot download {repo_id}: offline (HF_HUB_OFFLINE is set); {hint}")
-    emit({"event": "download", "repo": repo_id, "stage": "start",
-          "message": f"downloading {repo_id} from the Hugging Face hub"})
+    emit(events.Download(repo_id, stage="start", message=f"downloading {repo_id} from the Hugging Face hub").to_dict())
     try:
         path = Path(
             snapshot_download(
@@ -139,6 +131,5 @@ def download_model(repo_id: str, *, on_event=None) -> Path:
         raise ModelError(f"cannot download {repo_id}: {type(e).__name__}: {e}; {hint}") from e
     if not (path / "config.json").is_file():
         raise ModelError(f"{repo_id} has no config.json: not a transformers/mlx model repo")
-    emit({"event": "download", "repo": repo_id, "stage": "done", "path": str(path),
-          "message": f"downloaded {repo_id} to {path}"})
+    emit(events.Download(repo_id, stage="done", path=str(path), message=f"downloaded {repo_id} to {path}").to_dict())
     return path

@@ -1,11 +1,10 @@
 """Checkpoints that resume exactly: adapter weights, optimizer state, loop state and data position.
 
-Layout: <run>/checkpoints/step-NNNNNN/{adapters.safetensors, optimizer.safetensors,
-trainer_state.json, adapter_config.json}. A checkpoint is written into a hidden temp directory and
-renamed into place, so a directory named step-N is always complete; older ones are deleted only
-after the new one exists (renamed to a hidden name first, so a kill mid-delete leaves no torn
-step-N). Hidden names (`.step-N.tmp`, `.name.XXXX.tmp`) are partial writes of a killed process:
-never read, removed by `remove_partial_writes` when the run resumes.
+Where they live and which are whole is the run directory's business (localtune/runs/checkpoints.py);
+this module writes and reads their tensors. A checkpoint is written into a hidden temp directory
+and renamed into place, so a visible checkpoint is always complete; older ones are deleted only
+after the new one exists. Resume takes the newest checkpoint that loads, and says which ones it
+passed over.
 """
 
 from __future__ import annotations
@@ -14,25 +13,29 @@ import errno
 import json
 import os
 import shutil
-import time
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
+from typing import Callable
 
 import localtune  # noqa: F401
 import mlx.core as mx
 from mlx.utils import tree_flatten, tree_unflatten
 
+from localtune import events
 from localtune.errors import RunError
 from localtune.fsutil import _fsync_dir, atomic_save_safetensors, atomic_write_json
-from localtune.lora import LoraSpec, load_adapter_weights, save_adapter
+from localtune.lora import ADAPTER_FILE, LoraSpec, load_adapter_weights, save_adapter
+from localtune.runs import layout
+from localtune.runs.checkpoints import (  # noqa: F401  (re-exported: the checkpoint API in one import)
+    checkpoint_dir,
+    checkpoint_problem,
+    latest_checkpoint,
+    list_checkpoints,
+    prune,
+    remove_partial_writes,
+    temp_dir,
+)
 from localtune.train.loop import LoopState
-
-CHECKPOINTS = "checkpoints"
-STATE_FILE = "trainer_state.json"
-
-
-def checkpoint_dir(run_dir: Path, step: int) -> Path:
-    return Path(run_dir) / CHECKPOINTS / f"step-{step:06d}"
 
 
 def save_checkpoint(
@@ -43,46 +46,37 @@ def save_checkpoint(
     spec: LoraSpec,
     *,
     data_position: dict,
-    config_fingerprint: dict,
     keep: int = 3,
+    pause: Callable[[], None] | None = None,
 ) -> Path:
+    """Write the checkpoint of `state.step`; returns its directory. `pause` runs between its files
+    (fault tests use it to land a kill mid-save)."""
+    pause = pause or (lambda: None)
     final = checkpoint_dir(run_dir, state.step)
-    if (final / STATE_FILE).exists():
+    if (final / layout.STATE_FILE).exists():
         # The same step again (a stop right after a save point): its weights are the same, and
         # deleting the complete one to rewrite it would open a window with no checkpoint.
         prune(run_dir, keep)
         return final
-    tmp = final.parent / f".{final.name}.tmp"
+    tmp = temp_dir(final)
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     try:
         save_adapter(model, tmp, spec)
-        _test_pause()
-        opt = dict(tree_flatten(optimizer.state))
-        atomic_save_safetensors(tmp / "optimizer.safetensors", opt)
-        _test_pause()
-        atomic_write_json(
-            tmp / STATE_FILE,
-            {"loop": asdict(state), "data": data_position, "config": config_fingerprint},
-        )
-        _test_pause()
+        pause()
+        atomic_save_safetensors(tmp / layout.OPTIMIZER_FILE, dict(tree_flatten(optimizer.state)))
+        pause()
+        atomic_write_json(tmp / layout.STATE_FILE, {"loop": asdict(state), "data": data_position})
+        pause()
         os.replace(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)  # a failed save leaves nothing half-written
         raise
     _fsync_dir(final.parent)
-    _test_pause()
+    pause()
     prune(run_dir, keep)
     return final
-
-
-def _test_pause() -> None:
-    # TEST-ONLY hook: LOCALTUNE_TEST_SLOW_SAVE=<seconds> sleeps between a checkpoint's files so
-    # the kill -9 fault test (tests/unit/test_faults_kill.py) can land mid-save. Unset: no effect.
-    delay = os.environ.get("LOCALTUNE_TEST_SLOW_SAVE")
-    if delay:
-        time.sleep(float(delay))
 
 
 def save_error(run_dir: Path, step: int, err: OSError) -> RunError:
@@ -92,63 +86,62 @@ def save_error(run_dir: Path, step: int, err: OSError) -> RunError:
     what = ("no space left on device" if err.errno == errno.ENOSPC
             else (err.strerror or str(err)).lower())
     where = f" ({err.filename})" if err.filename else ""
-    return RunError(f"{run_dir}: {what} while saving checkpoint step-{step:06d}{where}; {intact}")
+    return RunError(f"{run_dir}: {what} while saving checkpoint {layout.checkpoint_name(step)}{where}; {intact}")
 
 
-def remove_partial_writes(run_dir: Path) -> list[Path]:
-    """Delete what a killed writer left half-done: hidden temp files and checkpoint temp dirs.
-    Only call while holding the run's lock (nobody else is writing). Returns what was removed."""
-    run_dir = Path(run_dir)
-    removed = []
-    for p in run_dir.iterdir():
-        if p.is_file() and p.name.startswith(".") and p.name.endswith((".tmp", ".safetensors")):
-            p.unlink(missing_ok=True)
-            removed.append(p)
-    root = run_dir / CHECKPOINTS
-    if root.is_dir():
-        for p in root.iterdir():
-            if p.name.startswith("."):
-                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
-                removed.append(p)
-    return removed
+def _loop_state(saved: dict) -> LoopState:
+    """Tolerant of checkpoints written by other versions: unknown keys dropped, missing ones default."""
+    known = {f.name for f in fields(LoopState)}
+    return LoopState(**{k: v for k, v in saved.items() if k in known})
 
 
-def list_checkpoints(run_dir: Path) -> list[Path]:
-    """Complete checkpoints, oldest first (temp directories are never listed)."""
-    root = Path(run_dir) / CHECKPOINTS
-    if not root.is_dir():
-        return []
-    found = [p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-")]
-    return sorted((p for p in found if (p / STATE_FILE).exists()), key=lambda p: p.name)
+class DamagedCheckpoint(RunError):
+    """A checkpoint whose files are missing, torn or unreadable (resume passes over it)."""
+
+    def __init__(self, path: Path, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.reason = reason
 
 
-def prune(run_dir: Path, keep: int) -> None:
-    checkpoints = list_checkpoints(run_dir)
-    for old in checkpoints[: max(len(checkpoints) - max(keep, 1), 0)]:
-        # Rename first (atomic), then delete: a kill mid-delete leaves a hidden dir, not a torn step-N.
-        doomed = old.with_name(f".{old.name}.deleting")
-        shutil.rmtree(doomed, ignore_errors=True)  # a leftover of an earlier killed prune
-        try:
-            os.replace(old, doomed)
-        except OSError:
-            continue
-        shutil.rmtree(doomed, ignore_errors=True)
-
-
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    found = list_checkpoints(run_dir)
-    return found[-1] if found else None
-
-
-def load_checkpoint(path: Path, model, optimizer) -> tuple[LoopState, dict, dict]:
-    """Restore adapter weights and optimizer state; returns (loop state, data position, config)."""
+def read_checkpoint(path: Path) -> tuple[dict, dict, dict]:
+    """(adapter weights, optimizer arrays, trainer state), all read before anything is applied, so
+    a damaged checkpoint changes nothing. DamagedCheckpoint saying what is wrong."""
     path = Path(path)
+    problem = checkpoint_problem(path)
+    if problem:
+        raise DamagedCheckpoint(path, problem)
     try:
-        info = json.loads((path / STATE_FILE).read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise RunError(f"{path / STATE_FILE}: unreadable checkpoint state: {e}") from None
-    load_adapter_weights(model, path / "adapters.safetensors")
-    opt = mx.load(str(path / "optimizer.safetensors"))
+        info = json.loads((path / layout.STATE_FILE).read_text())
+        weights = dict(mx.load(str(path / ADAPTER_FILE)))
+        opt = dict(mx.load(str(path / layout.OPTIMIZER_FILE)))
+    except Exception as e:  # mlx raises RuntimeError/ValueError on a damaged file
+        raise DamagedCheckpoint(path, f"unreadable ({e})") from None
+    return weights, opt, info
+
+
+def load_checkpoint(path: Path, model, optimizer) -> tuple[LoopState, dict]:
+    """Restore adapter weights and optimizer state; returns (loop state, data position)."""
+    weights, opt, info = read_checkpoint(path)
+    load_adapter_weights(model, Path(path) / ADAPTER_FILE, weights=weights)
     optimizer.state = tree_unflatten(list(opt.items()))
     mx.eval(optimizer.state)
-    return LoopState(**info["loop"]), info["data"], info.get("config", {})
+    return _loop_state(info["loop"]), info["data"]
+
+
+def restore_latest(run_dir: Path, model, optimizer, on_event=events.ignore) -> tuple[Path, LoopState, dict] | None:
+    """Load the newest checkpoint that is whole; each newer one that is not is reported (an
+    `unusable_checkpoint` event) and passed over. None when the run has no checkpoint at all;
+    RunError when it has some but none loads, or when one does not fit the model (another base:
+    the same for every checkpoint, so no fallback)."""
+    found = list_checkpoints(run_dir)
+    for path in reversed(found):
+        try:
+            state, position = load_checkpoint(path, model, optimizer)
+        except DamagedCheckpoint as e:
+            on_event(events.UnusableCheckpoint(str(path), e.reason).to_dict())
+            continue
+        return path, state, position
+    if found:
+        raise RunError(f"{run_dir}: no checkpoint can be resumed from ({len(found)} found, all damaged; "
+                       "see the log); start a new run")
+    return None

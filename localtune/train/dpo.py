@@ -1,5 +1,5 @@
 """Preference tuning: the DPO-family losses as pure functions of per-sequence log-probs, the pair
-batches (chosen and rejected of a batch in ONE forward pass), and the Task for train.session.
+batches (chosen and rejected of a batch in ONE forward pass), and the TrainingTask (train/task.py).
 
 Notation: pc/pr = policy log-prob sums of chosen/rejected responses, rc/rr = the reference's,
 lc/lr = response lengths in tokens. Every loss returns one value per pair.
@@ -14,7 +14,7 @@ import numpy as np
 import localtune  # noqa: F401
 import mlx.core as mx
 
-from localtune.data.batching import BatchStream
+from localtune.data.batching import BatchStream, EvalBatches, Shard, eval_groups
 from localtune.train.reference import (
     cached_reference,
     eval_mode,
@@ -108,10 +108,15 @@ class PairBatch:
     positions: mx.array | None = None  # target positions, as in data.batching.Batch
     targets: mx.array | None = None
     target_rows: mx.array | None = None
+    dummy: bool = False  # a zero-weight stand-in (data.batching.Shard.take)
 
     @property
     def ntokens(self) -> int:
         return int(sum(self.lengths))
+
+    @property
+    def ntargets(self) -> int:
+        return int(self.targets.size) if self.targets is not None else 0
 
 
 def collate_pairs(pairs, indices: list[int], ref=None) -> PairBatch:
@@ -128,19 +133,17 @@ class PairStream(BatchStream):
     """Endless pair batches in the SFT stream's epoch order (a pure function of seed and epoch, so
     resume replays it; bucketed once per epoch by pair length, never re-sorted per step)."""
 
-    def __init__(self, pairs, batch_size: int, seed: int, ref=None):
+    def __init__(self, pairs, batch_size: int, seed: int, ref=None, shard: Shard = Shard()):
         self.ref = ref
-        super().__init__(pairs, batch_size, seed, lengths=[p.length for p in pairs])
+        super().__init__(pairs, batch_size, seed, lengths=[p.length for p in pairs], shard=shard)
 
     def collate(self, indices: list[int]) -> PairBatch:
         return collate_pairs(self.rows, indices, self.ref)
 
 
-def eval_pair_batches(pairs, batch_size: int, limit: int = -1, ref=None):
-    order = sorted(range(len(pairs)), key=lambda i: pairs[i].length)
-    groups = [order[j: j + batch_size] for j in range(0, len(order), batch_size)]
-    for g in groups[:limit] if limit > 0 else groups:
-        yield collate_pairs(pairs, g, ref)
+def eval_pair_batches(pairs, batch_size: int, limit: int = -1, ref=None) -> EvalBatches:
+    return EvalBatches(eval_groups([p.length for p in pairs], batch_size, limit),
+                       lambda g: collate_pairs(pairs, g, ref))
 
 
 # --- the loss the loop calls --------------------------------------------------------------------
@@ -178,41 +181,40 @@ class PreferenceLoss:
         return losses.mean(), mx.array(float(b)), metrics
 
 
-def dpo_task(cfg):
-    """The DPO Task for train.session: preference pairs, a reference (cached or live), the loss."""
-    from localtune.data.hub import VALID_SPLITS, resolve_dataset
+def build_dpo_data(ctx, loss_fn: PreferenceLoss):
+    """Preference pairs from the data files and, for the losses that need one, the reference: the
+    adapter the run started from (`ctx.start_adapter`), cached before training or live."""
     from localtune.data.preferences import load_pairs
-    from localtune.train.session import Task
+    from localtune.train.task import TaskData
+
+    cfg = ctx.cfg
+    opts = dict(max_seq_len=cfg.max_seq_len, overlong=cfg.overlong, on_event=ctx.emit, columns=cfg.columns)
+    pairs = load_pairs(ctx.files["train"], ctx.tokenizer, role="train", **opts)
+    vpairs = load_pairs(ctx.files["valid"], ctx.tokenizer, role="valid", **opts) if "valid" in ctx.files else None
+    loss_fn.start_weights = starting_adapter(ctx.start_adapter)
+    record = {"train_pairs": len(pairs), "reference": cfg.ref if cfg.uses_reference else "none"}
+    ref = vref = None
+    if cfg.uses_reference and cfg.ref == "cached":
+        def cache(ps, role):
+            return cached_reference(ctx.model, ps, ctx.run_dir, role=role, batch_size=cfg.batch_size,
+                                    start_weights=loss_fn.start_weights, adapter_dir=ctx.start_adapter,
+                                    on_event=ctx.emit, phase=ctx.phase,
+                                    keep_own=ctx.resuming and ctx.start_adapter_unverified)
+        ref = cache(pairs, "train")
+        vref = cache(vpairs, "valid") if vpairs else None
+    data = TaskData(PairStream(pairs, cfg.batch_size, cfg.seed, ref, shard=ctx.shard), record=record)
+    if vpairs:
+        data.valid = lambda: eval_pair_batches(vpairs, cfg.batch_size, cfg.val_batches, vref)
+        data.record["valid_pairs"] = len(vpairs)
+    return data
+
+
+def dpo_task(cfg):
+    """DPO and its family: preference pairs, a reference (cached or live), weighted by pairs."""
+    from localtune.train.task import TrainingTask
 
     loss_fn = PreferenceLoss(cfg)
-
-    def make_train(model, tokenizer, cfg, run_dir, emit):
-        opts = dict(max_seq_len=cfg.max_seq_len, overlong=cfg.overlong, on_event=emit,
-                    columns=getattr(cfg, "columns", None))
-        pairs = load_pairs(resolve_dataset(cfg.data, split="train", on_event=emit), tokenizer,
-                           role="train", **opts)
-        vpairs = None
-        if cfg.valid:
-            vpairs = load_pairs(resolve_dataset(cfg.valid, split=VALID_SPLITS, on_event=emit), tokenizer,
-                                role="valid", **opts)
-        loss_fn.start_weights = starting_adapter(cfg.adapter)
-        extra = {"train_pairs": len(pairs), "reference": cfg.ref if cfg.uses_reference else "none"}
-        ref = vref = None
-        if cfg.uses_reference and cfg.ref == "cached":
-            def cache(ps, role):
-                return cached_reference(model, ps, run_dir, role=role, batch_size=cfg.batch_size,
-                                        start_weights=loss_fn.start_weights, adapter_dir=cfg.adapter,
-                                        on_event=emit)
-            ref = cache(pairs, "train")
-            vref = cache(vpairs, "valid") if vpairs else None
-        stream = PairStream(pairs, cfg.batch_size, cfg.seed, ref)
-        valid = None
-        if vpairs:
-            valid = lambda: eval_pair_batches(vpairs, cfg.batch_size, cfg.val_batches, vref)  # noqa: E731
-            extra["valid_pairs"] = len(vpairs)
-        return stream, valid, extra
-
-    return Task("dpo", loss_fn, make_train)
+    return TrainingTask("dpo", loss_fn, lambda ctx: build_dpo_data(ctx, loss_fn), weight_unit="pairs")
 
 
 # --- evaluation for demos -----------------------------------------------------------------------

@@ -1,15 +1,16 @@
-"""THE training loop: one function, shared by SFT and DPO.
+"""THE training loop: one function, shared by every training mode.
 
-It knows nothing of either: it gets a loss function `loss_fn(model, batch) -> (loss, ntokens,
-metrics)`, a batch stream, and callbacks. It never prints: everything it has to say goes to
-`on_event(dict)`. `should_stop()` lets the caller end the run cleanly (Ctrl-C, the TUI's stop);
-`save_checkpoint(step)` is called at save points and before a stop.
+It knows none of them: it gets a loss function `loss_fn(model, batch) -> (loss, weight, metrics)`
+(see train/task.py), a batch source, and callbacks. It never prints: everything it has to say goes
+to `on_event(dict)` (events.py). `should_stop()` lets the caller end the run cleanly (Ctrl-C, the
+TUI's stop); `save_checkpoint(state)` is called at save points and before a stop.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sized
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
@@ -18,7 +19,8 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_map
 
-from localtune import backend
+from localtune import backend, events
+from localtune.events import PhaseReporter
 
 
 class NonFiniteLoss(RuntimeError):
@@ -40,13 +42,15 @@ class LoopSettings:
     # Mean target tokens per optimizer step over an epoch; when set, each step's gradient is
     # scaled by its tokens / this, so every token weighs the same whatever its batch's size.
     targets_per_step: float | None = None
+    weight_unit: str = "tokens"  # what the loss's weight counts (train/task.py), for the reports
 
 
 @dataclass
 class LoopState:
     step: int = 0  # optimizer steps done
     tokens: int = 0  # real tokens seen (inputs)
-    trained_tokens: int = 0  # target tokens seen
+    trained_tokens: int = 0  # target tokens seen (those the loss reads)
+    weight_total: float = 0.0  # sum of the loss weights, in LoopSettings.weight_unit
     elapsed: float = 0.0  # training seconds over all sessions
     skipped: int = 0  # non-finite batches skipped
     extra: dict = field(default_factory=dict)
@@ -57,11 +61,12 @@ def _step_seed(seed: int, step: int) -> int:
     return (seed * 1_000_003 + step) % (2**31)
 
 
-def evaluate(model: nn.Module, loss_fn, batches: Iterable) -> dict:
-    """Token-weighted mean loss (and metrics) over `batches`, with no gradient."""
+def evaluate(model: nn.Module, loss_fn, batches: Iterable, progress=None) -> dict:
+    """Weighted mean loss (and metrics) over `batches`, with no gradient. `progress(done)` after
+    each batch."""
     total = ntok = 0.0
     sums: dict[str, float] = {}
-    for batch in batches:
+    for i, batch in enumerate(batches, start=1):
         loss, n, metrics = loss_fn(model, batch)
         mx.eval(loss, n, metrics)
         n = float(n)
@@ -69,6 +74,8 @@ def evaluate(model: nn.Module, loss_fn, batches: Iterable) -> dict:
         ntok += n
         for k, v in metrics.items():
             sums[k] = sums.get(k, 0.0) + float(v) * n
+        if progress:
+            progress(i)
     if ntok == 0:
         return {"val_loss": float("nan")}
     out = {"val_loss": total / ntok}
@@ -89,57 +96,70 @@ def train(
     should_stop: Callable[[], bool] = lambda: False,
     save_checkpoint: Callable[[LoopState], None] | None = None,
     all_reduce: Callable | None = None,
+    phase: PhaseReporter | None = None,
 ) -> str:
     """Run optimizer steps until settings.iters; returns "finished" or "stopped".
 
     Raises NonFiniteLoss (after nothing was applied for that step) unless skip_nonfinite.
+    `phase` reports the stage (training, evaluating n/N, saving, stopping) as `phase` events
+    (the session gives one; without it the loop reports none).
     """
     loss_and_grad = nn.value_and_grad(model, loss_fn)
     accum = settings.grad_accum
-    window = {"loss": 0.0, "ntok": 0.0, "tokens": 0, "time": 0.0, "steps": 0, "metrics": {}}
+    phase = phase or PhaseReporter(events.ignore)
+    window = _new_window()
     backend.reset_peak_memory()
 
     def step_once():
-        grads_sum, loss_sum, ntok_sum, tokens, metrics_sum = None, 0.0, 0.0, 0, {}
+        grads_sum, loss_sum, weight_sum, metrics_sum = None, 0.0, 0.0, {}
+        counts = {"tokens": 0, "targets": 0}
         for _ in range(accum):
             batch = next_batch()
-            (loss, ntok, metrics), grads = loss_and_grad(model, batch)
+            (loss, weight, metrics), grads = loss_and_grad(model, batch)
             if accum > 1:
-                # Token-weighted sum, so k micro-batches of b equal one batch of k*b exactly.
-                grads = tree_map(lambda g: g * ntok, grads)
+                # Weighted sum, so k micro-batches of b equal one batch of k*b exactly.
+                grads = tree_map(lambda g: g * weight, grads)
                 grads_sum = grads if grads_sum is None else tree_map(mx.add, grads_sum, grads)
             else:
                 grads_sum = grads
-            loss_sum = loss_sum + loss * ntok
-            ntok_sum = ntok_sum + ntok
-            metrics_sum = {k: metrics_sum.get(k, 0.0) + v * ntok for k, v in metrics.items()}
-            tokens += batch.ntokens
+            loss_sum = loss_sum + loss * weight
+            weight_sum = weight_sum + weight
+            metrics_sum = {k: metrics_sum.get(k, 0.0) + v * weight for k, v in metrics.items()}
+            if not batch.dummy:  # a data-parallel stand-in trains nothing
+                counts["tokens"] += batch.ntokens
+                counts["targets"] += batch.ntargets
         if accum > 1:
-            grads_sum = tree_map(lambda g: g / ntok_sum, grads_sum)
-        metrics = {k: v / ntok_sum for k, v in metrics_sum.items()}
-        return grads_sum, loss_sum / ntok_sum, ntok_sum, tokens, metrics
+            grads_sum = tree_map(lambda g: g / weight_sum, grads_sum)
+        metrics = {k: v / weight_sum for k, v in metrics_sum.items()}
+        return grads_sum, loss_sum / weight_sum, weight_sum, counts, metrics
 
     def finite(*arrays) -> bool:
         return all(bool(mx.all(mx.isfinite(a)).item()) for a in arrays)
 
-    if valid_batches and state.step == 0:
-        # The curve's starting point: the model before any update.
+    def validate(step: int) -> None:
+        batches = valid_batches()
+        progress = phase.counter("evaluating", len(batches)) if isinstance(batches, Sized) else None
         t = time.perf_counter()
-        on_event({"event": "val", "step": 0, **evaluate(model, loss_fn, valid_batches()),
-                  "val_time": time.perf_counter() - t})
+        result = evaluate(model, loss_fn, batches, progress)
+        on_event(events.Val(step, result.pop("val_loss"), time.perf_counter() - t, result).to_dict())
+
+    if valid_batches and state.step == 0:
+        validate(0)  # the curve's starting point: the model before any update
+    phase("training")
     while state.step < settings.iters:
         if should_stop():
+            phase("stopping")
             if window["steps"]:  # the partial window's loss, so the curve ends where the run did
-                on_event(_report(state, window, optimizer))
+                on_event(_report(state, window, optimizer, settings))
             if save_checkpoint:
                 save_checkpoint(state)
-            on_event({"event": "stopped", "step": state.step})
+            on_event(events.Stopped(state.step).to_dict())
             return "stopped"
         mx.random.seed(_step_seed(settings.seed, state.step))
         t0 = time.perf_counter()
-        grads, loss, ntok, tokens, metrics = step_once()
-        if all_reduce:  # data parallel: every rank gets the token-weighted average (train/distributed.py)
-            grads, loss, ntok, tokens, metrics = all_reduce(grads, loss, ntok, tokens, metrics)
+        grads, loss, ntok, counts, metrics = step_once()
+        if all_reduce:  # data parallel: every rank gets the weighted average (train/distributed.py)
+            grads, loss, ntok, counts, metrics = all_reduce(grads, loss, ntok, counts, metrics)
         if settings.targets_per_step:
             # Length-bucketed batches differ in size: a per-batch mean would give a batch of short
             # rows the weight of one of long rows, and tilt training toward short rows.
@@ -153,23 +173,26 @@ def train(
                 raise NonFiniteLoss(state.step + 1, what)
             state.skipped += 1
             state.step += 1
-            on_event({"event": "skipped", "step": state.step, "reason": f"non-finite {what}"})
+            on_event(events.Skipped(state.step, f"non-finite {what}").to_dict())
             # A skipped step is still a save point: skipping the last one must not lose the adapter.
             if save_checkpoint and (state.step == settings.iters
                                     or (settings.save_every and state.step % settings.save_every == 0)):
+                phase("saving")
                 save_checkpoint(state)
+                phase("training")
             continue
         optimizer.update(model, grads)
         mx.eval(model.trainable_parameters(), optimizer.state)
         dt = time.perf_counter() - t0
 
         state.step += 1
-        state.tokens += tokens
-        state.trained_tokens += int(ntok.item())
+        state.tokens += counts["tokens"]
+        state.trained_tokens += counts["targets"]
+        state.weight_total += float(ntok)
         state.elapsed += dt
         window["loss"] += float(loss) * float(ntok)
         window["ntok"] += float(ntok)
-        window["tokens"] += tokens
+        window["tokens"] += counts["tokens"]
         window["time"] += dt
         window["steps"] += 1
         for k, v in metrics.items():
@@ -177,15 +200,22 @@ def train(
 
         last = state.step == settings.iters
         if state.step % settings.report_every == 0 or last or state.step == 1:
-            on_event(_report(state, window, optimizer))
-            window = {"loss": 0.0, "ntok": 0.0, "tokens": 0, "time": 0.0, "steps": 0, "metrics": {}}
-        if valid_batches and (last or (settings.eval_every and state.step % settings.eval_every == 0)):
-            t = time.perf_counter()
-            result = evaluate(model, loss_fn, valid_batches())
-            on_event({"event": "val", "step": state.step, **result, "val_time": time.perf_counter() - t})
-        if save_checkpoint and (last or (settings.save_every and state.step % settings.save_every == 0)):
+            on_event(_report(state, window, optimizer, settings))
+            window = _new_window()
+        evaluate_now = valid_batches and (last or (settings.eval_every and state.step % settings.eval_every == 0))
+        if evaluate_now:
+            validate(state.step)
+        save_now = save_checkpoint and (last or (settings.save_every and state.step % settings.save_every == 0))
+        if save_now:
+            phase("saving")
             save_checkpoint(state)
+        if (evaluate_now or save_now) and not last:
+            phase("training")
     return "finished"
+
+
+def _new_window() -> dict:
+    return {"loss": 0.0, "ntok": 0.0, "tokens": 0, "time": 0.0, "steps": 0, "metrics": {}}
 
 
 def _grads_finite(grads) -> bool:
@@ -204,23 +234,21 @@ def optimizer_clip(grads, max_norm: float):
     return optim.clip_grad_norm(grads, max_norm)
 
 
-def _report(state: LoopState, window: dict, optimizer) -> dict:
+def _report(state: LoopState, window: dict, optimizer, settings: LoopSettings) -> dict:
     ntok = window["ntok"] or 1.0
     steps = window["steps"] or 1
-    event = {
-        "event": "train",
-        "step": state.step,
-        "train_loss": window["loss"] / ntok,
-        "lr": float(optimizer.learning_rate),
-        "tokens_per_sec": window["tokens"] / window["time"] if window["time"] else 0.0,
-        "trained_tokens": state.trained_tokens,
-        "tokens": state.tokens,
-        "peak_memory_gb": backend.peak_memory_gb(),
-        "elapsed": state.elapsed,
-        "time": time.time(),
-    }
-    for k, v in window["metrics"].items():
-        event[k] = v / steps
-    if not math.isfinite(event["train_loss"]):
-        event["train_loss"] = None
-    return event
+    loss = window["loss"] / ntok
+    return events.Train(
+        step=state.step,
+        train_loss=loss if math.isfinite(loss) else None,
+        lr=float(optimizer.learning_rate),
+        tokens_per_sec=window["tokens"] / window["time"] if window["time"] else 0.0,
+        trained_tokens=state.trained_tokens,
+        tokens=state.tokens,
+        weight_total=state.weight_total,
+        weight_unit=settings.weight_unit,
+        peak_memory_gb=backend.peak_memory_gb(),
+        elapsed=state.elapsed,
+        time=time.time(),
+        metrics={k: v / steps for k, v in window["metrics"].items()},
+    ).to_dict()

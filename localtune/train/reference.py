@@ -20,14 +20,16 @@ import numpy as np
 import localtune  # noqa: F401
 import mlx.core as mx
 import mlx.nn as nn
-from mlx.utils import tree_flatten
 
+from localtune import events
+from localtune.errors import RunError
 from localtune.fsutil import atomic_save_safetensors, atomic_write_bytes
-from localtune.lora import ADAPTER_FILE, ADAPTER_LEAVES, CONFIG_FILE, adapter_layers, adapter_weights
+from localtune.lora import ADAPTER_FILE, CONFIG_FILE, adapter_layers, adapter_weights
+from localtune.runs import RunDir, layout
+from localtune.train.provenance import base_fingerprint  # noqa: F401  (re-exported: tests use it here)
 
-CACHE_DIR = "reference"
+CACHE_DIR = layout.REFERENCE_DIR
 CACHE_VERSION = "1"  # bump when what is stored (or how it is computed) changes
-SAMPLES_PER_TENSOR = 4096  # elements of each base weight that go into its fingerprint
 
 
 def starting_adapter(adapter_dir: str | Path | None) -> dict[str, mx.array] | None:
@@ -94,8 +96,10 @@ def live_reference(model, batch, start_weights=None) -> mx.array:
     return mx.stop_gradient(ref)
 
 
-def compute_reference(model, pairs, batch_size: int, start_weights=None) -> tuple[np.ndarray, np.ndarray]:
-    """Reference log-prob sums of every pair's chosen and rejected sequence, in `pairs` order."""
+def compute_reference(model, pairs, batch_size: int, start_weights=None,
+                      progress=lambda done: None) -> tuple[np.ndarray, np.ndarray]:
+    """Reference log-prob sums of every pair's chosen and rejected sequence, in `pairs` order.
+    `progress(pairs done)` after each batch."""
     from localtune.data.batching import collate
 
     chosen = np.zeros(len(pairs), np.float32)
@@ -110,24 +114,8 @@ def compute_reference(model, pairs, batch_size: int, start_weights=None) -> tupl
             ref, _ = sequence_logps(model, batch)
             ref = np.array(ref)
             chosen[idx], rejected[idx] = ref[: len(idx)], ref[len(idx):]
+            progress(start + len(idx))
     return chosen, rejected
-
-
-def base_fingerprint(model: nn.Module) -> str:
-    """A cheap, strong fingerprint of the frozen base weights: shape, dtype and an evenly strided
-    sample of every tensor (any real change to a model moves nearly every element)."""
-    h = hashlib.sha256()
-    for name, p in tree_flatten(model.parameters()):
-        if name.rsplit(".", 1)[-1] in ADAPTER_LEAVES:
-            continue
-        flat = p.reshape(-1)
-        sample = flat[:: max(1, flat.size // SAMPLES_PER_TENSOR)]
-        if mx.issubdtype(sample.dtype, mx.floating):
-            sample = sample.astype(mx.float32)  # numpy has no bfloat16
-        # LoRA wraps a linear as <name>.linear: the same base weights whatever the adapter layout.
-        h.update(f"{name.replace('.linear.', '.')}:{p.shape}:{p.dtype}".encode())
-        h.update(np.array(sample).tobytes())
-    return h.hexdigest()
 
 
 def cache_key(pairs, base: str, adapter_dir: str | Path | None) -> str:
@@ -160,12 +148,16 @@ def _read_cache(path: Path, key: str, n: int):
 
 
 def cached_reference(model, pairs, run_dir: str | Path, *, role: str, batch_size: int,
-                     start_weights=None, adapter_dir=None, on_event=lambda e: None):
+                     start_weights=None, adapter_dir=None, on_event=events.ignore, phase=None,
+                     keep_own: bool = False):
     """(chosen, rejected) reference log-prob sums: from this run's cache, else from a sibling run
-    with the same key (copied in, so the run stays self-contained), else computed and stored."""
+    with the same key (copied in, so the run stays self-contained), else computed and stored.
+    `keep_own`: the starting weights cannot be trusted to be the run's (a resumed run recorded
+    before runs kept a copy of them): refuse rather than recompute over this run's own cache."""
     t0 = time.perf_counter()
     key = cache_key(pairs, base_fingerprint(model), adapter_dir)
-    mine = Path(run_dir) / CACHE_DIR / _cache_name(role, key)
+    own = RunDir(run_dir).reference_dir
+    mine = own / _cache_name(role, key)
     candidates = [mine] + sorted(Path(run_dir).parent.glob(f"*/{CACHE_DIR}/{_cache_name(role, key)}"))
     for path in candidates:
         found = _read_cache(path, key, len(pairs))
@@ -174,13 +166,17 @@ def cached_reference(model, pairs, run_dir: str | Path, *, role: str, batch_size
         if path != mine:
             atomic_write_bytes(mine, path.read_bytes())
         status = "loaded" if path == mine else "reused"
-        on_event({"event": "reference", "file": role, "status": status, "path": str(path),
-                  "pairs": len(pairs), "key": key, "seconds": time.perf_counter() - t0})
+        on_event(events.Reference(role, status, str(path), len(pairs), key, time.perf_counter() - t0).to_dict())
         return found
-    chosen, rejected = compute_reference(model, pairs, batch_size, start_weights)
+    if keep_own and any(own.glob(f"{role}-*.safetensors")):
+        raise RunError(
+            f"{own}: the cached {role} reference was computed from other inputs than now: the starting "
+            f"adapter {adapter_dir} (or the data) changed since this run started, and recomputing it "
+            "would change what the run optimizes; restore that adapter, or start a new run")
+    progress = phase.counter("scoring_reference", len(pairs)) if phase else (lambda done: None)
+    chosen, rejected = compute_reference(model, pairs, batch_size, start_weights, progress)
     meta = {"key": key, "pairs": str(len(pairs)), "version": CACHE_VERSION,
             "adapter": json.dumps(str(adapter_dir) if adapter_dir else None)}
     atomic_save_safetensors(mine, {"chosen": mx.array(chosen), "rejected": mx.array(rejected)}, meta)
-    on_event({"event": "reference", "file": role, "status": "computed", "path": str(mine),
-              "pairs": len(pairs), "key": key, "seconds": time.perf_counter() - t0})
+    on_event(events.Reference(role, "computed", str(mine), len(pairs), key, time.perf_counter() - t0).to_dict())
     return chosen, rejected

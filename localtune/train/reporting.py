@@ -11,10 +11,12 @@ from typing import Callable
 
 import numpy as np
 
+from localtune import events
 from localtune.errors import LocaltuneError
+from localtune.runs import RunDir, layout
 
 TARGETS = ("tensorboard", "wandb")
-LOSS_PNG = "loss.png"
+LOSS_PNG = layout.LOSS_PNG  # also the plot's name next to an export's model card
 
 
 def _tensorboard(run_dir: Path):
@@ -26,7 +28,7 @@ def _tensorboard(run_dir: Path):
         except ImportError:
             raise LocaltuneError("--report-to tensorboard needs tensorboardX (pip install tensorboardX) "
                                  "or torch with tensorboard") from None
-    writer = SummaryWriter(str(run_dir / "tensorboard"))
+    writer = SummaryWriter(str(RunDir(run_dir).tensorboard_dir))
 
     def log(step: int, values: dict) -> None:
         for k, v in values.items():
@@ -45,29 +47,29 @@ def _wandb(run_dir: Path):
     return (lambda step, values: run.log(values, step=step)), run.finish
 
 
-def reporter(report_to: str | None, run_dir: Path, on_event: Callable[[dict], None]):
-    """Wrap on_event so train/val events also reach the chosen services. Returns (on_event, close)."""
+def reporter(report_to: str | None, run_dir: Path) -> tuple[Callable[[dict], None], Callable[[], None]]:
+    """(send, close): `send(event)` passes the numbers of train/val events to the chosen services
+    (--report-to, comma-separated); `close()` flushes and closes them."""
     if not report_to:
-        return on_event, lambda: None
+        return events.ignore, lambda: None
     sinks = []
     for name in report_to.split(","):
         if name not in TARGETS:
             raise LocaltuneError(f"--report-to {name!r}: use one of {', '.join(TARGETS)}")
         sinks.append((_tensorboard if name == "tensorboard" else _wandb)(Path(run_dir)))
 
-    def emit(event: dict) -> None:
-        if event.get("event") in ("train", "val"):
-            values = {k: v for k, v in event.items()
-                      if isinstance(v, (int, float)) and k not in ("step", "time", "event")}
+    def send(event: dict) -> None:
+        ev = events.parse(event)
+        if isinstance(ev, (events.Train, events.Val)):
+            values = {k: v for k, v in ev.values().items() if k not in ("step", "time")}
             for log, _ in sinks:
-                log(int(event["step"]), values)
-        on_event(event)
+                log(int(ev.step), values)
 
     def close() -> None:
         for _, done in sinks:
             done()
 
-    return emit, close
+    return send, close
 
 
 # --- loss.png ------------------------------------------------------------------------------------
@@ -150,6 +152,6 @@ def _write_png(path: Path, img: np.ndarray) -> None:
 def finish_run(run_dir: str | Path, events: list[dict]) -> None:
     """End-of-run extras; a failure here must never fail a finished training run."""
     try:
-        write_loss_png(events, Path(run_dir) / LOSS_PNG)
+        write_loss_png(events, RunDir(run_dir).loss_png)
     except (OSError, ValueError):
         pass

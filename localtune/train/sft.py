@@ -1,4 +1,5 @@
-"""The SFT loss: next-token cross-entropy on the trained tokens only, as a pure function."""
+"""SFT: next-token cross-entropy on the trained tokens only (a pure function), its batch builder,
+and the TrainingTask that joins them (train/task.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import mlx.nn as nn
 
 from localtune.data.batching import Batch
 from localtune.train.logits import target_logprobs
+from localtune.train.task import TaskContext, TaskData, TrainingTask
 
 
 def sft_loss(model: nn.Module, batch: Batch):
@@ -21,28 +23,26 @@ def sft_loss(model: nn.Module, batch: Batch):
     return -logp.sum() / mx.maximum(ntokens, 1), ntokens, {}
 
 
-def sft_task(cfg):
-    """The SFT Task for train.session: rows from the data files, the loss above."""
+def build_sft_data(ctx: TaskContext) -> TaskData:
+    """Token rows from the data files; batches bucketed by length, or packed (--pack)."""
     from localtune.data.batching import BatchStream, eval_batches
-    from localtune.data.hub import VALID_SPLITS, resolve_dataset
     from localtune.data.packing import PackedStream
     from localtune.train.prepare import load_rows
-    from localtune.train.session import Task
 
-    def make_train(model, tokenizer, cfg, run_dir, emit):
-        opts = dict(format=cfg.format, train_on_prompt=cfg.train_on_prompt,
-                    max_seq_len=cfg.max_seq_len, overlong=cfg.overlong, on_event=emit,
-                    columns=getattr(cfg, "columns", None))
-        data = resolve_dataset(cfg.data, split="train", on_event=emit)  # a hub id -> a local file
-        rows, _ = load_rows(data, tokenizer, role="train", **opts)
-        stream = (PackedStream(rows, cfg.batch_size, cfg.seed, capacity=cfg.max_seq_len) if cfg.pack
-                  else BatchStream(rows, cfg.batch_size, cfg.seed))
-        valid, extra = None, {"train_rows": len(rows)}
-        if cfg.valid:
-            vdata = resolve_dataset(cfg.valid, split=VALID_SPLITS, on_event=emit)
-            vrows, _ = load_rows(vdata, tokenizer, role="valid", **opts)
-            valid = lambda: eval_batches(vrows, cfg.batch_size, cfg.val_batches)  # noqa: E731
-            extra["valid_rows"] = len(vrows)
-        return stream, valid, extra
+    cfg = ctx.cfg
+    opts = dict(format=cfg.format, train_on_prompt=cfg.train_on_prompt, max_seq_len=cfg.max_seq_len,
+                overlong=cfg.overlong, on_event=ctx.emit, columns=cfg.columns)
+    rows, _ = load_rows(ctx.files["train"], ctx.tokenizer, role="train", **opts)
+    stream = (PackedStream(rows, cfg.batch_size, cfg.seed, capacity=cfg.max_seq_len, shard=ctx.shard)
+              if cfg.pack else BatchStream(rows, cfg.batch_size, cfg.seed, shard=ctx.shard))
+    data = TaskData(stream, record={"train_rows": len(rows)})
+    if "valid" in ctx.files:
+        vrows, _ = load_rows(ctx.files["valid"], ctx.tokenizer, role="valid", **opts)
+        data.valid = lambda: eval_batches(vrows, cfg.batch_size, cfg.val_batches)
+        data.record["valid_rows"] = len(vrows)
+    return data
 
-    return Task("sft", sft_loss, make_train)
+
+def sft_task(cfg) -> TrainingTask:
+    """SFT: rows from the data files, the loss above, weighted by target tokens."""
+    return TrainingTask("sft", sft_loss, build_sft_data, weight_unit="tokens")

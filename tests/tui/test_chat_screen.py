@@ -29,15 +29,26 @@ async def _ready_chat(pilot, app, tui_env, tiny_model_dir, trained_run):
     return screen
 
 
-async def test_chat_streams_an_answer(tui_env, tiny_model_dir, trained_run):
+async def test_chat_streams_an_answer(tui_env, tiny_model_dir, trained_run, monkeypatch):
+    from tui.screens.chat import ChatScreen
+
+    pieces = []  # what the screen received, message by message
+    shown = ChatScreen.on_chat_piece
+
+    def counting(self, msg):
+        pieces.append(msg.text)
+        shown(self, msg)
+
+    monkeypatch.setattr(ChatScreen, "on_chat_piece", counting)
     app = create_app(start="chat")
     async with app.run_test(size=(120, 36)) as pilot:
         screen = await _ready_chat(pilot, app, tui_env, tiny_model_dir, trained_run)
         await type_into(pilot, "#chat-prompt", "hello")
         await pilot.press("enter")
         await wait_until(pilot, lambda: not screen.generating, what="the answer")
-        assert screen.pieces > 1  # streamed piece by piece, not at once
+        assert len(pieces) > 1  # streamed piece by piece, not at once
         answer = screen.answers["tuned"]
+        assert "".join(pieces) == answer
         assert answer  # (the random tiny model mostly answers in newlines: no visible-text check)
         shown = screen.transcript["tuned"].plain
         assert shown.startswith("\nyou: hello\n") and shown.endswith(answer)

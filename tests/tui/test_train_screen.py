@@ -129,13 +129,14 @@ async def test_dpo_run_plots_reward_accuracy_and_margin(tui_env, tiny_model_dir)
         assert "reward acc" in str(screen.query_one("#run-summary").render())
 
 
-async def test_plan_shows_the_prediction_for_the_form(tui_env, tiny_model_dir):
+async def test_plan_shows_the_prediction_for_the_form(tui_env, tiny_model_dir, monkeypatch):
+    from localtune import backend
     from localtune.config import TrainConfig
     from localtune.plan import plan
 
+    monkeypatch.setattr(backend, "matmul_gflops", lambda: 50.0)  # fixed: the same speed as the plan below
     data = str(SAMPLES / "sft" / "train.jsonl")
     app = create_app(runs_root="adapters", model=str(tiny_model_dir))
-    app.settings["plan_gflops"] = 50.0  # a fixed matmul rate: the same speed as the plan below
     async with app.run_test(size=(120, 36)) as pilot:
         await paste_into(pilot, "#f-data", data)
         await type_into(pilot, "#f-batch_size", "2")
@@ -152,9 +153,11 @@ async def test_plan_shows_the_prediction_for_the_form(tui_env, tiny_model_dir):
     assert f"longest max seq len at batch 2: {expected['max_seq_len']}" in text
 
 
-async def test_plan_errors_are_shown_and_the_app_keeps_running(tui_env, tiny_model_dir):
+async def test_plan_errors_are_shown_and_the_app_keeps_running(tui_env, tiny_model_dir, monkeypatch):
+    from localtune import backend
+
+    monkeypatch.setattr(backend, "matmul_gflops", lambda: 50.0)  # no measuring: the errors are the point
     app = create_app(runs_root="adapters", model=str(tiny_model_dir))
-    app.settings["plan_gflops"] = 50.0
     async with app.run_test(size=(120, 36)) as pilot:
         screen = app.screen
         error, line = screen.query_one("#error"), screen.query_one("#plan")

@@ -21,14 +21,6 @@ def localtune(*args, **kw):
                           cwd=kw.pop("cwd", ROOT), timeout=kw.pop("timeout", 300), **kw)
 
 
-def write_data(path, n):
-    with open(path, "w") as f:
-        for i in range(n):
-            msgs = [{"role": "user", "content": f"say {i}"}, {"role": "assistant", "content": f"Aye! {i}"}]
-            f.write(json.dumps({"messages": msgs}) + "\n")
-    return path
-
-
 def test_data_check_reports_planted_bad_rows_with_file_and_line():
     out = localtune("data", "check", "samples/bad_rows.jsonl")
     assert out.returncode == 1  # problems found: non-zero for scripts
@@ -50,22 +42,22 @@ def test_data_stats_and_preview_with_a_model(tiny_model_dir):
     assert "Aye!" in trained and "<|im_start|>assistant" not in trained
 
 
-def test_train_ctrl_c_checkpoints_then_resume_finishes(tiny_model_dir, tmp_path):
-    data = write_data(tmp_path / "d.jsonl", 40)
+def test_train_ctrl_c_checkpoints_then_resume_finishes(tiny_model_dir, tmp_path, numbered_rows):
+    data = numbered_rows(tmp_path / "d.jsonl", 40, "say {i}", "Aye! {i}")
     run = tmp_path / "run"
     args = ["train", "sft", "--model", str(tiny_model_dir), "--data", str(data), "--out", str(run),
             "--iters", "400", "--batch-size", "2", "--lora-rank", "4", "--save-every", "1000"]
     proc = subprocess.Popen([sys.executable, "-m", "localtune", *args], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
-    while time.time() < deadline and not read_metrics(run / "metrics.jsonl"):
+    while time.time() < deadline and not [m for m in read_metrics(run / "metrics.jsonl") if "train_loss" in m]:
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     info = RunDir(run).read()
     assert info["status"] == "stopped", info
-    stopped_at = max(m["step"] for m in read_metrics(run / "metrics.jsonl"))
+    stopped_at = max(m["step"] for m in read_metrics(run / "metrics.jsonl") if "step" in m)
     assert 1 <= stopped_at < 400
     assert (run / "checkpoints" / f"step-{stopped_at:06d}").is_dir()
     assert "stopped at step" in out
@@ -85,10 +77,10 @@ def test_train_bad_flag_combination_is_a_clear_error(tiny_model_dir, tmp_path):
     assert "none.jsonl" in out.stderr and "Traceback" not in out.stderr
 
 
-def test_chat_prompt_and_compare_with_an_adapter(tiny_model_dir, tmp_path):
+def test_chat_prompt_and_compare_with_an_adapter(tiny_model_dir, tmp_path, numbered_rows):
     # lr 5e-3 was unstable on the tiny model (loss stuck near 2.6, "A!e!e!" on some machines): 2e-3
     # reaches ~0.4 on seeds 0 and 1.
-    data = write_data(tmp_path / "d.jsonl", 24)
+    data = numbered_rows(tmp_path / "d.jsonl", 24, "say {i}", "Aye! {i}")
     run = tmp_path / "run"
     t = localtune("train", "sft", "--model", str(tiny_model_dir), "--data", str(data), "--out", str(run),
                   "--iters", "150", "--batch-size", "4", "--lr", "2e-3", "--lora-layers", "-1")

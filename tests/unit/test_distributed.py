@@ -9,53 +9,66 @@ from pathlib import Path
 import localtune  # noqa: F401
 import mlx.core as mx
 import numpy as np
-import pytest
 
 from localtune.config import build_config
-from localtune.data.batching import collate
-from localtune.train.distributed import DataParallel, FollowerRun, shard
+from localtune.data.batching import BatchStream, Shard, collate
+from localtune.train.distributed import DataParallel, FollowerRun
 from localtune.train.session import run_training
 from localtune.train.sft import sft_task
-from test_sft_session import write_chat_data
 
 ROOT = Path(__file__).resolve().parents[2]
 LAUNCH = Path(sys.executable).parent / "mlx.launch"
 
 
+def _same_batch(a, b) -> bool:
+    return all(mx.array_equal(getattr(a, f), getattr(b, f)) for f in ("ids", "mask", "positions", "targets",
+                                                                          "target_rows"))
+
+
 def test_shards_partition_the_global_batch():
-    rows = [([1] * n, [False] + [True] * (n - 1)) for n in (3, 5, 4, 7, 2)]
-    batch = collate(rows, [0, 1, 2, 3, 4])
-    parts = [shard(batch, r, 2) for r in range(2)]
-    assert parts[0].rows == [0, 2, 4] and parts[1].rows == [1, 3]
-    assert sorted(parts[0].rows + parts[1].rows) == batch.rows
-    assert parts[1].ids.shape == (2, 7) and parts[0].ids.shape == (3, 4)  # trimmed to own longest
-    assert mx.array_equal(parts[1].mask, batch.mask[mx.array([1, 3]), :7])
-    # Derived fields (target positions) are those of a batch of exactly these rows.
-    alone = collate(rows, [1, 3])
-    assert mx.array_equal(parts[1].positions, alone.positions) and mx.array_equal(parts[1].targets, alone.targets)
-    # A rank with no rows of a short batch gets a zero-weight stand-in, never nothing.
-    lone = shard(collate(rows, [3]), 1, 2)
-    assert lone.dummy and lone.rows == [3] and not shard(collate(rows, [3]), 0, 2).dummy
+    # 11 rows in batches of 5: two full global batches and one of a single row per epoch.
+    rows = [([1] * n, [False] + [True] * (n - 1)) for n in (3, 5, 4, 7, 2, 6, 3, 8, 5, 4, 9)]
+    whole = BatchStream(rows, 5, seed=1)
+    ranks = [BatchStream(rows, 5, seed=1, shard=Shard(r, 2)) for r in range(2)]
+    lone = 0
+    for _ in range(2 * whole.batches_per_epoch):  # two epochs
+        batch = whole.next()
+        parts = [s.next() for s in ranks]
+        if len(batch.rows) == 1:  # a rank with no rows of a short batch: a zero-weight stand-in
+            lone += 1
+            assert not parts[0].dummy and parts[1].dummy and parts[1].rows == batch.rows
+            continue
+        assert parts[0].rows == batch.rows[0::2] and parts[1].rows == batch.rows[1::2]
+        for part in parts:
+            assert not part.dummy
+            # Each part is exactly the batch of its own rows: padded to its own longest, same targets.
+            assert _same_batch(part, collate(rows, part.rows))
+            assert part.ids.shape[1] == max(len(rows[i][0]) for i in part.rows)
+    assert lone == 2
 
 
 def test_pair_shards_keep_chosen_and_rejected_together():
     from types import SimpleNamespace
 
-    from localtune.train.dpo import collate_pairs
+    from localtune.train.dpo import PairStream
 
     pairs = [SimpleNamespace(chosen_ids=[1, 10 + i, 2], chosen_mask=[False, True, True],
-                             rejected_ids=[1, 20 + i], rejected_mask=[False, True]) for i in range(3)]
+                             rejected_ids=[1, 20 + i], rejected_mask=[False, True], length=3) for i in range(3)]
     ref = (np.array([0.1, 0.2, 0.3]), np.array([-0.1, -0.2, -0.3]))
-    part = shard(collate_pairs(pairs, [0, 1, 2], ref), 1, 2)
-    assert part.rows == [1] and part.ids[:, 1].tolist() == [11, 21]
-    assert np.allclose(np.array(part.ref), [0.2, -0.2])
+    whole = PairStream(pairs, 3, seed=0, ref=ref).next()
+    part = PairStream(pairs, 3, seed=0, ref=ref, shard=Shard(1, 2)).next()
+    (i,) = part.rows
+    assert part.rows == whole.rows[1::2]
+    assert part.ids[:, 1].tolist() == [10 + i, 20 + i]  # its chosen and its rejected
+    assert np.allclose(np.array(part.ref), [ref[0][i], ref[1][i]])
 
 
 def test_single_process_hooks_are_identities(tmp_path):
     dp = DataParallel()
     assert (dp.world, dp.rank, dp.is_main, dp.all_reduce) == (1, 0, True, None)
+    assert dp.shard == Shard(0, 1)
     fn = lambda: None  # noqa: E731
-    assert dp.batches(fn) is fn and dp.should_stop(fn) is fn and dp.loss(fn) is fn
+    assert dp.should_stop(fn) is fn and dp.loss(fn) is fn
     assert not isinstance(dp.run(FollowerRun(tmp_path)), type(None))
 
 
@@ -68,8 +81,8 @@ def test_follower_run_never_writes(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_two_ranks_equal_one_process_with_double_batch(tiny_model_dir, tmp_path):
-    data = write_chat_data(tmp_path / "train.jsonl", 20, 0)  # 20 rows / 4 = 5 global batches
+def test_two_ranks_equal_one_process_with_double_batch(tiny_model_dir, tmp_path, echo_rows):
+    data = echo_rows(tmp_path / "train.jsonl", 20, 0)  # 20 rows / 4 = 5 global batches
     common = dict(model=str(tiny_model_dir), data=str(data), iters=6, lr=3e-3, lora_rank=4,
                   lora_layers=-1, eval_every=0, save_every=0, seed=3)
     single = run_training(build_config(None, {**common, "batch_size": 4, "out": str(tmp_path / "one")}),
@@ -103,17 +116,22 @@ def test_two_ranks_equal_one_process_with_double_batch(tiny_model_dir, tmp_path)
 
 
 def test_packed_shards_split_whole_packs_and_keep_every_target():
-    from localtune.data.packing import collate_packed
+    from localtune.data.packing import PackedStream, collate_packed
 
-    rows = [([i + 3] * n, [False] + [True] * (n - 1)) for i, n in enumerate((9, 4, 7, 3, 6, 5, 8))]
-    batch = collate_packed(rows, [[0, 1], [2, 3, 4], [5], [6]])
-    parts = [shard(batch, r, 2) for r in range(2)]
-    assert sorted(i for p in parts for i in p.rows) == list(range(7))
-    for p in parts:  # each rank's packs are rebuilt whole: segments, targets, masks as collated
-        expect = collate_packed(rows, _packs_of(p))
-        assert p.segments.tolist() == expect.segments.tolist()
-        assert p.targets.tolist() == expect.targets.tolist()
-    assert sum(p.targets.size for p in parts) == batch.targets.size
+    rows = [([i + 3] * n, [False] + [True] * (n - 1)) for i, n in enumerate((9, 4, 7, 3, 6, 5, 8, 2, 7))]
+    whole = PackedStream(rows, 4, seed=0, capacity=12)
+    ranks = [PackedStream(rows, 4, seed=0, capacity=12, shard=Shard(r, 2)) for r in range(2)]
+    for _ in range(whole.batches_per_epoch):
+        batch = whole.next()
+        parts = [s.next() for s in ranks]
+        assert not parts[0].dummy
+        parts = [p for p in parts if not p.dummy]  # a batch of one pack: rank 1 only stands in
+        assert sorted(i for p in parts for i in p.rows) == sorted(batch.rows)
+        for p in parts:  # each rank's packs are whole: segments, targets, masks as collated
+            expect = collate_packed(rows, _packs_of(p))
+            assert p.segments.tolist() == expect.segments.tolist()
+            assert p.targets.tolist() == expect.targets.tolist()
+        assert sum(p.targets.size for p in parts) == batch.targets.size
 
 
 def _packs_of(part):

@@ -2,7 +2,6 @@
 from an SFT adapter), a learnable preference is learned, resume matches an unbroken run and reuses
 the cached references, and `localtune train dpo` runs."""
 
-import json
 import math
 import random
 
@@ -13,7 +12,6 @@ import pytest
 from mlx_lm.utils import load
 
 from localtune.cli import main
-from localtune.config import build_config
 from localtune.config_dpo import DPOConfig
 from localtune.lora import ADAPTER_FILE, LoraSpec, attach_lora, load_adapter_weights, save_adapter
 from localtune.runs import RunDir, read_metrics
@@ -21,42 +19,28 @@ from localtune.train.dpo import dpo_task, preference_report
 from localtune.train.reference import CACHE_DIR
 from localtune.train.session import run_training
 
-WORDS = "apple river stone cloud ember maple frost comet lotus amber cedar delta".split()
 LOG2 = math.log(2)
 
 
-def write_pairs(path, pairs):
-    """The learnable preference: chosen repeats the words and ends with the marker " #"; rejected
-    stops right after the words. Half the rows in each format."""
-    with open(path, "w") as f:
-        for i, (a, b) in enumerate(pairs):
-            w = f"{a} {b}"
-            if i % 2:
-                row = {"prompt": f"echo {w}", "chosen": f"{w} #", "rejected": w}
-            else:
-                user = {"role": "user", "content": f"echo {w}"}
-                row = {"chosen": [user, {"role": "assistant", "content": f"{w} #"}],
-                       "rejected": [user, {"role": "assistant", "content": w}]}
-            f.write(json.dumps(row) + "\n")
-    return path
+@pytest.fixture(scope="module")
+def data(tmp_path_factory, echo_words, echo_pairs):
+    """Train and held-out pairs over disjoint word pairs."""
+    d = tmp_path_factory.mktemp("pairs")
+    combos = [(a, b) for a in echo_words for b in echo_words if a != b]
+    random.Random(0).shuffle(combos)
+    return echo_pairs(d / "train.jsonl", combos[:48]), echo_pairs(d / "valid.jsonl", combos[48:72])
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    """Train and held-out pairs over disjoint word pairs."""
-    d = tmp_path_factory.mktemp("pairs")
-    combos = [(a, b) for a in WORDS for b in WORDS if a != b]
-    random.Random(0).shuffle(combos)
-    return write_pairs(d / "train.jsonl", combos[:48]), write_pairs(d / "valid.jsonl", combos[48:72])
+def config(tiny_config):
+    """make((train, valid), out, **options): 4 DPO steps of 4 pairs, no checkpoint before the end."""
 
+    def make(data, out, **kw):
+        train, valid = data
+        return tiny_config(out, train, cls=DPOConfig, **{**dict(valid=str(valid), batch_size=4, lr=5e-3,
+                                                               eval_every=0, save_every=0, warmup=0), **kw})
 
-def config(tiny_model_dir, data, out, **kw):
-    train, valid = data
-    base = dict(model=str(tiny_model_dir), data=str(train), valid=str(valid), out=str(out), iters=4,
-                batch_size=4, lr=5e-3, lora_rank=4, lora_layers=-1, eval_every=0, save_every=0,
-                report_every=1, warmup=0)
-    base.update(kw)
-    return build_config(None, base, cls=DPOConfig)
+    return make
 
 
 def events_of(kind, events):
@@ -79,12 +63,12 @@ def sft_adapter(tiny_model_dir, tmp_path_factory):
 
 
 @pytest.mark.parametrize("start", ["base", "sft"])
-def test_step0_policy_equals_reference_live_and_cached(tiny_model_dir, data, tmp_path, sft_adapter, start):
+def test_step0_policy_equals_reference_live_and_cached(config, data, tmp_path, sft_adapter, start):
     adapter = str(sft_adapter) if start == "sft" else None
     curves = {}
     for ref in ("cached", "live"):
         events = []
-        run_training(config(tiny_model_dir, data, tmp_path / ref, ref=ref, adapter=adapter, iters=3),
+        run_training(config(data, tmp_path / ref, ref=ref, adapter=adapter, iters=3),
                      dpo_task, on_event=events.append)
         val0 = events_of("val", events)[0]
         assert val0["step"] == 0
@@ -101,7 +85,7 @@ def test_step0_policy_equals_reference_live_and_cached(tiny_model_dir, data, tmp
     assert not (tmp_path / "live" / CACHE_DIR).exists()
 
 
-def test_learnable_preference_reaches_high_heldout_accuracy(tiny_model_dir, data, tmp_path):
+def test_learnable_preference_reaches_high_heldout_accuracy(tiny_model_dir, config, data, tmp_path):
     _, valid = data
     model, tok = load(str(tiny_model_dir))
     attach_lora(model, LoraSpec(rank=4, alpha=8, layers=-1))
@@ -109,7 +93,7 @@ def test_learnable_preference_reaches_high_heldout_accuracy(tiny_model_dir, data
     assert before["reward"] == 0.0  # a fresh adapter gains nothing over the base: no pair is won
 
     events = []
-    run = run_training(config(tiny_model_dir, data, tmp_path / "run", iters=30, eval_every=15), dpo_task,
+    run = run_training(config(data, tmp_path / "run", iters=30, eval_every=15), dpo_task,
                        on_event=events.append)
     vals = events_of("val", events)
     assert [v["step"] for v in vals] == [0, 15, 30]
@@ -129,11 +113,11 @@ def test_learnable_preference_reaches_high_heldout_accuracy(tiny_model_dir, data
     assert all("reward_accuracy" in m for m in metrics if "train_loss" in m)
 
 
-def test_stop_then_resume_matches_unbroken_and_reuses_references(tiny_model_dir, data, tmp_path):
+def test_stop_then_resume_matches_unbroken_and_reuses_references(config, data, tmp_path, echo_pairs):
     cfg = dict(iters=12, lora_dropout=0.1, save_every=4)  # 12 batches per epoch: crosses an epoch
     unbroken = []
     run_a = tmp_path / "elsewhere" / "a"  # not a sibling of b: b computes its own references
-    run_training(config(tiny_model_dir, data, run_a, **cfg, batch_size=5), dpo_task, on_event=unbroken.append)
+    run_training(config(data, run_a, **cfg, batch_size=5), dpo_task, on_event=unbroken.append)
 
     calls = {"n": 0}
 
@@ -142,7 +126,7 @@ def test_stop_then_resume_matches_unbroken_and_reuses_references(tiny_model_dir,
         return calls["n"] > 6
 
     first = []
-    run_b = run_training(config(tiny_model_dir, data, tmp_path / "b", **cfg, batch_size=5), dpo_task,
+    run_b = run_training(config(data, tmp_path / "b", **cfg, batch_size=5), dpo_task,
                          should_stop=stop_after_6, on_event=first.append)
     assert RunDir(run_b).read()["status"] == "stopped"
     caches = sorted((run_b / CACHE_DIR).iterdir())
@@ -166,23 +150,23 @@ def test_stop_then_resume_matches_unbroken_and_reuses_references(tiny_model_dir,
 
     # A later run over the same data and starting weights reuses a sibling run's references.
     later = []
-    run_training(config(tiny_model_dir, data, tmp_path / "c", iters=1, batch_size=5), dpo_task,
+    run_training(config(data, tmp_path / "c", iters=1, batch_size=5), dpo_task,
                  on_event=later.append)
     assert [e["status"] for e in events_of("reference", later)] == ["reused", "reused"]
     # ... but not when the data changes.
     train, valid = data
-    other = write_pairs(tmp_path / "other.jsonl", [("apple", "river"), ("stone", "cloud")])
+    other = echo_pairs(tmp_path / "other.jsonl", [("apple", "river"), ("stone", "cloud")])
     later = []
-    run_training(config(tiny_model_dir, (other, valid), tmp_path / "d", iters=1), dpo_task,
+    run_training(config((other, valid), tmp_path / "d", iters=1), dpo_task,
                  on_event=later.append)
     assert [e["status"] for e in events_of("reference", later)] == ["computed", "reused"]
 
 
 @pytest.mark.parametrize("loss", ["ipo", "hinge", "orpo", "simpo"])
-def test_other_losses_train_and_reference_free_ones_skip_the_reference(tiny_model_dir, data, tmp_path, loss):
+def test_other_losses_train_and_reference_free_ones_skip_the_reference(config, data, tmp_path, loss):
     events = []
     beta = 2.0 if loss == "simpo" else 0.1
-    run_training(config(tiny_model_dir, data, tmp_path / loss, loss=loss, beta=beta, iters=8),
+    run_training(config(data, tmp_path / loss, loss=loss, beta=beta, iters=8),
                  dpo_task, on_event=events.append)
     losses = [e["train_loss"] for e in events_of("train", events)]
     assert all(math.isfinite(x) for x in losses)

@@ -14,7 +14,6 @@ import localtune  # noqa: F401
 import mlx.core as mx
 import pytest
 
-from localtune.config import build_config
 from localtune.errors import LocaltuneError, ModelError, RunError
 from localtune.runs import RunDir
 from localtune.train.checkpoint import list_checkpoints
@@ -24,31 +23,41 @@ from localtune.train.sft import sft_task
 from tiny import make_tiny_model_dir
 
 
-def cfg(model, tmp_path, out, **kw):
-    data = tmp_path / "d.jsonl"
-    if not data.exists():
-        data.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"hi {i}"},
-                                                         {"role": "assistant", "content": f"yo {i}"}]}) + "\n"
-                                for i in range(12)))
-    base = dict(model=str(model), data=str(data), out=str(tmp_path / out), iters=4, batch_size=2, lr=1e-3,
-                lora_rank=4, lora_layers=-1, save_every=2, report_every=1)
-    return build_config(None, {**base, **kw})
+@pytest.fixture(scope="module")
+def cfg(tiny_config, numbered_rows):
+    """make(model, tmp_path, out, **options): 4 steps on 12 numbered rows, a checkpoint every 2."""
+
+    def make(model, tmp_path, out, **kw):
+        data = tmp_path / "d.jsonl"
+        if not data.exists():
+            numbered_rows(data, 12)
+        return tiny_config(tmp_path / out, data, model=str(model), **kw)
+
+    return make
 
 
 def snapshot(run: Path) -> dict:
-    """Every file's bytes (the lock aside), to prove a refused action changed nothing."""
-    return {str(p.relative_to(run)): p.read_bytes() for p in sorted(run.rglob("*"))
+    """Every file's bytes (the lock aside), to prove a refused action changed nothing. The metrics
+    log without its `phase` lines: an attempt reports its stages there, and changes nothing else."""
+    return {str(p.relative_to(run)): _without_phases(p) for p in sorted(run.rglob("*"))
             if p.is_file() and p.name != ".lock"}
 
 
+def _without_phases(path: Path) -> bytes:
+    data = path.read_bytes()
+    if path.name != "metrics.jsonl":
+        return data
+    return b"".join(line for line in data.splitlines(keepends=True) if b'"event": "phase"' not in line)
+
+
 @pytest.fixture(scope="module")
-def trained(tiny_model_dir, tmp_path_factory):
+def trained(tiny_model_dir, tmp_path_factory, cfg):
     tmp = tmp_path_factory.mktemp("trained")
     return run_training(cfg(tiny_model_dir, tmp, "run"), sft_task)
 
 
 @pytest.mark.parametrize("other, why", [(dict(hidden=32), "shape"), (dict(layers=1), "not an adapter parameter")])
-def test_adapter_of_another_base_is_refused_by_train_and_chat(trained, tmp_path, other, why):
+def test_adapter_of_another_base_is_refused_by_train_and_chat(trained, tmp_path, other, why, cfg):
     from localtune.chat import ChatSession
 
     model_b = make_tiny_model_dir(tmp_path / "b", **other)
@@ -72,7 +81,7 @@ def test_chat_cli_with_a_mismatched_adapter_is_a_clean_error(trained, tmp_path):
     assert out.stderr.startswith(f"error: {trained / 'adapters.safetensors'}: adapter does not fit")
 
 
-def test_resume_after_the_base_model_changed_is_refused_and_saves_nothing(tiny_model_dir, tmp_path):
+def test_resume_after_the_base_model_changed_is_refused_and_saves_nothing(tiny_model_dir, tmp_path, cfg):
     model = tmp_path / "m"
     shutil.copytree(tiny_model_dir, model)
     run = run_training(cfg(model, tmp_path, "run"), sft_task)
@@ -102,7 +111,7 @@ def _dead_pid() -> int:
     return p.pid
 
 
-def test_run_in_use_is_refused_and_a_dead_holder_is_taken_over(tiny_model_dir, tmp_path):
+def test_run_in_use_is_refused_and_a_dead_holder_is_taken_over(tiny_model_dir, tmp_path, cfg):
     run = run_training(cfg(tiny_model_dir, tmp_path, "run"), sft_task)
     lock = run / ".lock"
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
@@ -123,7 +132,7 @@ def test_run_in_use_is_refused_and_a_dead_holder_is_taken_over(tiny_model_dir, t
 
 
 @pytest.mark.parametrize("keep", [[], ["tokenizer_config.json"]])
-def test_model_without_tokenizer_files_is_a_clear_error(tiny_model_dir, tmp_path, keep):
+def test_model_without_tokenizer_files_is_a_clear_error(tiny_model_dir, tmp_path, keep, cfg):
     from localtune.models import load_model
 
     model = tmp_path / "notok"
@@ -138,7 +147,7 @@ def test_model_without_tokenizer_files_is_a_clear_error(tiny_model_dir, tmp_path
 
 
 @pytest.mark.parametrize("fail_call", [4, 5, 6])  # step 4's checkpoint adapter, its optimizer, the run's adapter
-def test_disk_full_while_saving_keeps_the_last_good_checkpoint(tiny_model_dir, tmp_path, monkeypatch, fail_call):
+def test_disk_full_while_saving_keeps_the_last_good_checkpoint(tiny_model_dir, tmp_path, monkeypatch, fail_call, cfg):
     real = mx.save_safetensors
     calls = {"n": 0}
     saved = {}

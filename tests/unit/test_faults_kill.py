@@ -1,13 +1,14 @@
 """kill -9 at random moments, mid-checkpoint included: every file in the run directory stays
 complete and parseable, and `--resume` ends bit-identical to an unbroken run of the same seed.
 
-Contract checked here (see localtune/train/checkpoint.py, localtune/runs.py):
+Contract checked here (see localtune/train/checkpoint.py, localtune/runs/):
 - visible files are always whole: run.json, adapter_config.json, adapters.safetensors and every
   checkpoints/step-N/ (all four files); metrics.jsonl may end in a torn line, which readers skip;
 - hidden names (`.step-N.tmp`, `.name.XXXX.tmp`) are partial writes, never read, and removed when
   the run resumes;
 - a killed run (status "running", .lock of a dead pid) resumes from its last complete checkpoint.
-LOCALTUNE_TEST_SLOW_SAVE (test-only) sleeps between a checkpoint's files so kills land mid-save.
+A pause injected into the trainer (run_training's checkpoint_pause) sleeps between a checkpoint's
+files so kills land mid-save.
 
 Each killed trainer is a real process running the CLI (`localtune.cli.main(argv)`), forked from a
 helper that imported mlx/transformers once: with torch installed, a fresh `python -m localtune`
@@ -29,8 +30,6 @@ import numpy as np
 import pytest
 
 from pathlib import Path
-
-from test_cli import write_data
 
 from localtune.runs import read_metrics
 
@@ -66,7 +65,11 @@ for line in sys.stdin:
     if pid == 0:
         rc = 1
         try:
-            os.environ.update(req["env"])
+            if req["slow_save"]:  # sleep between a checkpoint's files, so kills land mid-save
+                import functools, time
+                import localtune.train.session as session
+                session.run_training = functools.partial(
+                    session.run_training, checkpoint_pause=lambda: time.sleep(req["slow_save"]))
             null = os.open(os.devnull, os.O_RDWR)
             os.dup2(null, 0), os.dup2(null, 1)
             os.dup2(os.open(req["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 2)
@@ -100,9 +103,9 @@ class ForkServer:
 class Trainer:
     """A forked CLI process with the bits of Popen this test uses."""
 
-    def __init__(self, server, argv, env, stderr):
+    def __init__(self, server, argv, stderr, slow_save: float = 0.0):
         self.server, self.stderr, self.returncode = server, stderr, None
-        self.pid = server.ask({"argv": argv, "env": env, "stderr": str(stderr)})["pid"]
+        self.pid = server.ask({"argv": argv, "slow_save": slow_save, "stderr": str(stderr)})["pid"]
 
     def poll(self):
         if self.returncode is None:
@@ -167,8 +170,8 @@ def check_complete(run) -> list[str]:
     return partial
 
 
-def test_kill9_at_random_moments_then_resume_is_bit_identical(tiny_model_dir, tmp_path, forkserver):
-    data = write_data(tmp_path / "d.jsonl", 30)
+def test_kill9_at_random_moments_then_resume_is_bit_identical(tiny_model_dir, tmp_path, forkserver, numbered_rows):
+    data = numbered_rows(tmp_path / "d.jsonl", 30, "say {i}", "Aye! {i}")
     ref = tmp_path / "ref"
     done = subprocess.run([sys.executable, "-m", "localtune", *_args(tmp_path, tiny_model_dir, data, ref)],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
@@ -184,7 +187,7 @@ def test_kill9_at_random_moments_then_resume_is_bit_identical(tiny_model_dir, tm
         argv = (["train", "sft", "--resume", str(run)] if (run / "run.json").exists()
                 else _args(tmp_path, tiny_model_dir, data, run))
         before = set(check_complete(run)) if run.exists() else set()
-        proc = Trainer(forkserver, argv, {"LOCALTUNE_TEST_SLOW_SAVE": "0.01"}, tmp_path / "stderr.txt")
+        proc = Trainer(forkserver, argv, tmp_path / "stderr.txt", slow_save=0.01)
         # One kill in four during loading; the rest while stepping, saving or pruning.
         wait_for = "loading" if rng.random() < 0.25 else "running"
         deadline = time.time() + 60
@@ -212,7 +215,7 @@ def test_kill9_at_random_moments_then_resume_is_bit_identical(tiny_model_dir, tm
     for run in {tmp_path / f"run{i}" for i in range(run_no + 1)} - set(runs_done):
         if not (run / "run.json").exists():
             continue  # killed before it wrote anything: nothing to resume
-        proc = Trainer(forkserver, ["train", "sft", "--resume", str(run)], {}, tmp_path / "stderr.txt")
+        proc = Trainer(forkserver, ["train", "sft", "--resume", str(run)], tmp_path / "stderr.txt")
         err = proc.wait()
         assert proc.returncode == 0, err
         runs_done.append(run)

@@ -2,7 +2,6 @@
 offers `--resume RUN --lr X` (which works); `--skip-nonfinite` skips the batch instead."""
 
 import dataclasses
-import json
 import math
 import re
 import subprocess
@@ -14,7 +13,6 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from localtune.config import build_config
 from localtune.errors import LocaltuneError
 from localtune.lora import adapter_layers
 from localtune.runs import RunDir, read_metrics
@@ -24,14 +22,15 @@ from localtune.train.sft import sft_task
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _cfg(model, tmp_path, out, **kw):
-    data = tmp_path / "d.jsonl"
-    data.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"hi {i}"},
-                                                     {"role": "assistant", "content": f"yo {i}"}]}) + "\n"
-                            for i in range(16)))
-    base = dict(model=str(model), data=str(data), out=str(tmp_path / out), iters=12, batch_size=2, lr=1e-3,
-                lora_rank=4, save_every=4, report_every=1)
-    return build_config(None, {**base, **kw})
+@pytest.fixture()
+def _cfg(tiny_config, numbered_rows):
+    """make(model, tmp_path, out, **options): 12 steps on 16 numbered rows, a checkpoint every 4."""
+
+    def make(model, tmp_path, out, **kw):
+        data = numbered_rows(tmp_path / "d.jsonl", 16)
+        return tiny_config(tmp_path / out, data, model=str(model), **{**dict(iters=12, save_every=4), **kw})
+
+    return make
 
 
 def poisoned(bad_steps: set[int], where: str = "loss"):
@@ -60,7 +59,7 @@ def _finite_file(path) -> bool:
     return all(np.isfinite(np.array(v)).all() for v in mx.load(str(path)).values())
 
 
-def test_nan_loss_stops_keeps_last_checkpoint_and_resumes_with_lower_lr(tiny_model_dir, tmp_path):
+def test_nan_loss_stops_keeps_last_checkpoint_and_resumes_with_lower_lr(tiny_model_dir, tmp_path, _cfg):
     from localtune.train.session import run_training
 
     cfg = _cfg(tiny_model_dir, tmp_path, "run")
@@ -90,7 +89,7 @@ def test_nan_loss_stops_keeps_last_checkpoint_and_resumes_with_lower_lr(tiny_mod
     assert _finite_file(Path(cfg.out) / "adapters.safetensors")
 
 
-def test_nan_gradient_with_finite_loss_is_caught(tiny_model_dir, tmp_path):
+def test_nan_gradient_with_finite_loss_is_caught(tiny_model_dir, tmp_path, _cfg):
     from localtune.train.session import run_training
 
     cfg = _cfg(tiny_model_dir, tmp_path, "run", iters=6)
@@ -100,7 +99,7 @@ def test_nan_gradient_with_finite_loss_is_caught(tiny_model_dir, tmp_path):
     assert not list_checkpoints(cfg.out)  # nothing was saved from the poisoned step
 
 
-def test_skip_nonfinite_skips_the_batch_even_on_the_last_step(tiny_model_dir, tmp_path):
+def test_skip_nonfinite_skips_the_batch_even_on_the_last_step(tiny_model_dir, tmp_path, _cfg):
     from localtune.train.session import run_training
 
     events = []

@@ -1,7 +1,6 @@
 """SIGTERM (what a service manager or `kill` sends) checkpoints and exits with status "stopped",
 like Ctrl-C (tests/unit/test_cli.py covers SIGINT); the checkpoint resumes."""
 
-import json
 import signal
 import subprocess
 import sys
@@ -14,18 +13,15 @@ from localtune.train.checkpoint import list_checkpoints
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_sigterm_checkpoints_and_stops(tiny_model_dir, tmp_path):
-    data = tmp_path / "d.jsonl"
-    data.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"hi {i}"},
-                                                     {"role": "assistant", "content": f"yo {i}"}]}) + "\n"
-                            for i in range(20)))
+def test_sigterm_checkpoints_and_stops(tiny_model_dir, tmp_path, numbered_rows):
+    data = numbered_rows(tmp_path / "d.jsonl", 20)
     run = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "localtune", "train", "sft", "--model", str(tiny_model_dir),
                              "--data", str(data), "--out", str(run), "--iters", "5000", "--batch-size", "2",
                              "--lora-rank", "4", "--save-every", "0"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
-    while time.time() < deadline and not read_metrics(run / "metrics.jsonl"):
+    while time.time() < deadline and not [m for m in read_metrics(run / "metrics.jsonl") if "train_loss" in m]:
         time.sleep(0.1)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)

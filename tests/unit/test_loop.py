@@ -121,13 +121,12 @@ def test_resume_matches_an_unbroken_run(tiny_model_dir, tmp_path):
         stream = BatchStream(rows, 3, seed=7)  # 7 batches per epoch: crosses an epoch
         state = LoopState()
         if resume:
-            state, position, _ = ckpt.load_checkpoint(ckpt.latest_checkpoint(run_dir), model, opt)
+            state, position = ckpt.load_checkpoint(ckpt.latest_checkpoint(run_dir), model, opt)
             stream.seek(position)
         events = []
 
         def save(s):
-            ckpt.save_checkpoint(run_dir, model, opt, s, spec, data_position=stream.position,
-                                 config_fingerprint={}, keep=2)
+            ckpt.save_checkpoint(run_dir, model, opt, s, spec, data_position=stream.position, keep=2)
 
         outcome = train(model, opt, sft_loss, stream.next, LoopSettings(iters=iters, report_every=1, seed=5),
                         state, on_event=collect(events), save_checkpoint=save,
@@ -175,11 +174,11 @@ def test_grad_checkpointing_gives_the_same_training(tiny_model_dir):
 
 def test_iters_from_epochs():
     from localtune.config import TrainConfig
-    from localtune.train.session import _iters
+    from localtune.train.session import iters_for
 
-    assert _iters(TrainConfig(iters=7), 100) == 7
-    assert _iters(TrainConfig(), 30) == 30  # one epoch by default
-    assert _iters(TrainConfig(epochs=2.5, grad_accum=2), 30) == 38  # ceil(2.5 * 30 / 2)
+    assert iters_for(TrainConfig(iters=7), 100) == 7
+    assert iters_for(TrainConfig(), 30) == 30  # one epoch by default
+    assert iters_for(TrainConfig(epochs=2.5, grad_accum=2), 30) == 38  # ceil(2.5 * 30 / 2)
 
 
 @pytest.mark.parametrize("tied", [True, False])

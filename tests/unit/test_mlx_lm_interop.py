@@ -17,7 +17,6 @@ from localtune.lora import adapter_layers, load_adapter, read_adapter_spec
 from localtune.models import load_model
 from localtune.train.session import run_training
 from localtune.train.sft import sft_task
-from test_sft_session import write_chat_data
 
 TOKENS = mx.array([[1, 87, 85, 71, 84, 201, 74, 75, 2, 201, 60, 61]])
 
@@ -30,21 +29,21 @@ def mlx_lm_cli(*args):
 
 
 @pytest.fixture(scope="module")
-def our_run(tiny_model_dir, tmp_path_factory):
+def our_run(tiny_model_dir, tmp_path_factory, echo_rows):
     d = tmp_path_factory.mktemp("ours")
-    cfg = build_config(None, dict(model=str(tiny_model_dir), data=str(write_chat_data(d / "t.jsonl", 16, 0)),
+    cfg = build_config(None, dict(model=str(tiny_model_dir), data=str(echo_rows(d / "t.jsonl", 16, 0)),
                                   out=str(d / "run"), iters=8, batch_size=4, lr=1e-2, lora_rank=4,
                                   lora_layers=-1, eval_every=0, save_every=0))
     return run_training(cfg, sft_task)
 
 
 @pytest.fixture(scope="module")
-def their_adapter(tiny_model_dir, tmp_path_factory):
+def their_adapter(tiny_model_dir, tmp_path_factory, echo_rows):
     """An adapter trained by mlx_lm's own trainer (its adapter_config has no lora_alpha)."""
     d = tmp_path_factory.mktemp("theirs")
     (d / "data").mkdir()
-    write_chat_data(d / "data" / "train.jsonl", 16, 0)
-    write_chat_data(d / "data" / "valid.jsonl", 4, 1)
+    echo_rows(d / "data" / "train.jsonl", 16, 0)
+    echo_rows(d / "data" / "valid.jsonl", 4, 1)
     mlx_lm_cli("lora", "--train", "--model", tiny_model_dir, "--data", d / "data", "--iters", 4,
                "--batch-size", 2, "--num-layers", 1, "--learning-rate", 1e-2, "--steps-per-eval", 100,
                "--val-batches", 1, "--adapter-path", d / "adapter", "--seed", 0)
@@ -78,15 +77,14 @@ def test_mlx_lm_adapter_loads_with_the_same_logits(tiny_model_dir, their_adapter
     np.testing.assert_allclose(np.array(ours), np.array(theirs(TOKENS)), atol=1e-5)
 
 
-def test_mlx_lm_adapter_chats_and_is_a_dpo_starting_point(tiny_model_dir, their_adapter, tmp_path):
+def test_mlx_lm_adapter_chats_and_is_a_dpo_starting_point(tiny_model_dir, their_adapter, tmp_path, echo_pairs):
     from localtune.config_dpo import DPOConfig
     from localtune.train.dpo import dpo_task
-    from test_dpo_training import write_pairs
 
     chat = ChatSession.open(str(tiny_model_dir), their_adapter)
     assert chat.has_adapter and chat.ask("echo stone", Sampling(max_tokens=4), remember=False)
 
-    pairs = write_pairs(tmp_path / "pairs.jsonl", [("apple", "river"), ("stone", "cloud")] * 4)
+    pairs = echo_pairs(tmp_path / "pairs.jsonl", [("apple", "river"), ("stone", "cloud")] * 4)
     cfg = build_config(None, dict(model=str(tiny_model_dir), data=str(pairs), out=str(tmp_path / "dpo"),
                                   adapter=str(their_adapter), iters=2, batch_size=4, lr=1e-3,
                                   eval_every=0, save_every=0), cls=DPOConfig)

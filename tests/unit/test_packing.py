@@ -148,14 +148,15 @@ def test_a_model_whose_attention_is_not_wrapped_refuses_packed_batches(tiny_mode
 def test_streams_know_their_mean_targets_per_batch_for_token_weighting():
     from localtune.config import TrainConfig
     from localtune.data.batching import BatchStream
-    from localtune.train.session import _targets_per_step
+    from localtune.train.session import targets_per_step
 
     rows = [([1] * n, [False] * 3 + [True] * (n - 3)) for n in lengths(50, seed=6, low=8, high=120)]
     total = sum(n - 3 for n in (len(r[0]) for r in rows))
     for stream in (BatchStream(rows, 4, seed=0), PackedStream(rows, 2, seed=0, capacity=256)):
         assert stream.targets_per_batch == pytest.approx(total / stream.batches_per_epoch)
         cfg = TrainConfig(grad_accum=3)
-        assert _targets_per_step(cfg, stream) == pytest.approx(3 * total / stream.batches_per_epoch)
-        assert _targets_per_step(cfg.replace(weight_by_tokens=False), stream) is None
+        assert targets_per_step(cfg, stream) == pytest.approx(3 * total / stream.batches_per_epoch)
+        assert targets_per_step(cfg.replace(weight_by_tokens=False), stream) is None
     pairs = BatchStream(rows, 4, seed=0, lengths=[len(r[0]) for r in rows])  # DPO: pairs, not tokens
-    assert _targets_per_step(TrainConfig(), pairs) is None
+    assert targets_per_step(TrainConfig(), pairs) is None
+    assert targets_per_step(TrainConfig(), BatchStream(rows, 4, seed=0), weight_unit="pairs") is None

@@ -7,20 +7,19 @@ import types
 
 import pytest
 
-from localtune.config import build_config
 from localtune.errors import LocaltuneError
 from localtune.runs import RunDir
 from localtune.train.reporting import write_loss_png
 from localtune.train.session import run_training
 from localtune.train.sft import sft_task
-from test_sft_session import write_chat_data
 
 
-def cfg(tiny_model_dir, tmp_path, **kw):
-    data = write_chat_data(tmp_path / "t.jsonl", 8, 0)
-    return build_config(None, dict(model=str(tiny_model_dir), data=str(data), valid=str(data),
-                                   out=str(tmp_path / "run"), iters=4, batch_size=4, lr=1e-3, lora_rank=4,
-                                   eval_every=2, save_every=0, report_every=1, **kw))
+@pytest.fixture()
+def cfg(tiny_config, echo_rows, tmp_path):
+    """make(**options): 4 steps of 4 rows, validated every 2."""
+    data = echo_rows(tmp_path / "t.jsonl", 8, 0)
+    return lambda **kw: tiny_config(tmp_path / "run", data, valid=str(data), batch_size=4, eval_every=2,
+                                    save_every=0, **kw)
 
 
 def png_size(path):
@@ -29,7 +28,7 @@ def png_size(path):
     return struct.unpack(">II", head[16:24])
 
 
-def test_run_writes_loss_png_and_tensorboard_scalars(tiny_model_dir, tmp_path, monkeypatch):
+def test_run_writes_loss_png_and_tensorboard_scalars(cfg, tmp_path, monkeypatch):
     logged = []
 
     class SummaryWriter:
@@ -46,7 +45,7 @@ def test_run_writes_loss_png_and_tensorboard_scalars(tiny_model_dir, tmp_path, m
             logged.append("closed")
 
     monkeypatch.setitem(sys.modules, "tensorboardX", types.SimpleNamespace(SummaryWriter=SummaryWriter))
-    run = run_training(cfg(tiny_model_dir, tmp_path, report_to="tensorboard"), sft_task)
+    run = run_training(cfg(report_to="tensorboard"), sft_task)
     w, h = png_size(run / "loss.png")
     assert w > 100 and h > 100
     train = [(s, v) for t, s, v in (x for x in logged if x != "closed") if t == "train_loss"]
@@ -57,10 +56,10 @@ def test_run_writes_loss_png_and_tensorboard_scalars(tiny_model_dir, tmp_path, m
     assert logged[-1] == "closed"
 
 
-def test_report_to_without_the_package_is_a_clear_error(tiny_model_dir, tmp_path, monkeypatch):
+def test_report_to_without_the_package_is_a_clear_error(cfg, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "wandb", None)  # import wandb -> ImportError
     with pytest.raises(LocaltuneError, match="needs wandb"):
-        run_training(cfg(tiny_model_dir, tmp_path, report_to="wandb"), sft_task)
+        run_training(cfg(report_to="wandb"), sft_task)
     assert RunDir(tmp_path / "run").read()["status"] == "failed"
 
 

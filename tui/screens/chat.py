@@ -4,7 +4,6 @@ thread worker that only posts pieces; ctrl+t stops it between tokens."""
 
 from __future__ import annotations
 
-import json
 import threading
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static, Switch
 
+from localtune.runs import adapter_runs, read_run
 from tui.base import BaseScreen
 from tui.messages import ChatDone, ChatPiece, ChatReady
 from tui.render import relative
@@ -22,19 +22,9 @@ from tui.render import relative
 SIDES = ("base", "tuned")
 
 
-def adapter_runs(root: str | Path) -> list[tuple[str, str]]:
-    root = Path(root)
-    if not root.is_dir():
-        return []
-    return [(d.name, str(d)) for d in sorted(root.iterdir()) if (d / "adapters.safetensors").exists()]
-
-
-def model_of_run(run_dir: str) -> str | None:
-    try:
-        info = json.loads((Path(run_dir) / "run.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return info.get("model_path") or info.get("config", {}).get("model")
+def model_of_run(run_dir: str | Path) -> str | None:
+    """The base model the run was trained on (None: unknown, the default model)."""
+    return read_run(run_dir).model
 
 
 class ChatScreen(BaseScreen):
@@ -52,7 +42,6 @@ class ChatScreen(BaseScreen):
         self.stop_event = threading.Event()
         self.transcript: dict[str, Text] = {s: Text() for s in SIDES}
         self.answers: dict[str, str] = {s: "" for s in SIDES}
-        self.pieces = 0  # streamed pieces received (shows that answers arrive piece by piece)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -198,7 +187,6 @@ class ChatScreen(BaseScreen):
 
     def on_chat_piece(self, msg: ChatPiece) -> None:
         self.answers[msg.side] += msg.text
-        self.pieces += 1
         self.transcript[msg.side].append(msg.text)
         self._show_side(msg.side)
 

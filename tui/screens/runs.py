@@ -4,9 +4,7 @@ hub push) in a thread worker."""
 
 from __future__ import annotations
 
-import shutil
 import time
-from pathlib import Path
 
 import yaml
 from textual import work
@@ -15,6 +13,8 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, DataTable, Footer, Header, Static
 
+from localtune.errors import LocaltuneError
+from localtune.runs import LIVE, delete_run
 from tui.base import BaseScreen
 from tui.dialogs import ConfirmDialog
 from tui.follow import LOSS_SERIES, load_run
@@ -159,13 +159,17 @@ class RunsScreen(BaseScreen):
         run = self._need_run()
         if not run:
             return
-        if run.get("status") in ("running", "starting"):
+        if run.get("status") in LIVE:
             self.show_error(f"{run['name']} is running; stop it first")
             return
 
         def answer(yes: bool | None) -> None:
             if yes:
-                shutil.rmtree(Path(run["path"]))
+                try:
+                    delete_run(run["path"])  # refuses a directory that is not a run, or a live one
+                except LocaltuneError as e:
+                    self.show_error(str(e))
+                    return
                 self.notify(f"deleted {run['name']}")
                 self.selected = self.compare = None
                 self.action_refresh()
@@ -176,7 +180,7 @@ class RunsScreen(BaseScreen):
         run = self._need_run()
         if not run:
             return
-        if run.get("status") in ("running", "starting"):
+        if run.get("status") in LIVE:
             self.show_error(f"{run['name']} is still training; export it when it has finished")
             return
 

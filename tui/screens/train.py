@@ -3,7 +3,6 @@ predict the form's run (`localtune plan`) in a thread worker before starting it.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from textual import work
@@ -13,6 +12,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Footer, Header, Static
 from textual.worker import Worker, get_current_worker
 
+from localtune.runs import default_run_name
 from tui import process
 from tui.base import BaseScreen
 from tui.follow import DONE, RunFollower
@@ -86,7 +86,7 @@ class TrainScreen(BaseScreen):
         changed = f.poll()
         extra = ""
         if exited and f.status not in DONE:
-            # The trainer died without writing a final status (or before writing run.json).
+            # The trainer died without writing a final status (or before writing its record).
             extra = process.console_tail(f.path) or f"trainer exited with code {self.proc.returncode}"
             f.info = {**f.info, "status": "failed", "error": f.info.get("error") or extra}
             changed = True
@@ -121,7 +121,7 @@ class TrainScreen(BaseScreen):
         if self.proc is not None and self.proc.poll() is None:
             raise RuntimeError("a run started here is still going; stop it first")
         form, values = self._form_values()
-        name = form.run_name or f"{form.kind}-{time.strftime('%Y%m%d-%H%M%S')}"
+        name = form.run_name or default_run_name(form.kind)
         run_dir = Path(self.app.settings["runs_root"]) / name
         self.proc = process.start_training(form.kind, values, run_dir, cwd=self.app.settings.get("cwd"))
         self.attach(run_dir)
@@ -145,14 +145,13 @@ class TrainScreen(BaseScreen):
         _, values = self._form_values()
         cfg = process.train_config(values)
         self._show_plan("plan: tokenizing the data and measuring the matmul rate ...")
-        # settings["plan_gflops"]: a fixed matmul rate instead of measuring it (tests: determinism)
-        self.run_plan(cfg, self.app.settings.get("plan_gflops"))
+        self.run_plan(cfg)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="plan")
-    def run_plan(self, cfg, gflops: float | None) -> None:
+    def run_plan(self, cfg) -> None:
         from localtune.plan import plan
 
-        result = plan(cfg, gflops=gflops)
+        result = plan(cfg)
         if not get_current_worker().is_cancelled:  # a newer plan replaced this one
             self.post_message(PlanDone(result, cfg.batch_size))
 

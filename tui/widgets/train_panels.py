@@ -9,14 +9,16 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Input, Label, Log, ProgressBar, Select, Static
 
+from localtune.runs import latest_good_checkpoint
 from tui.follow import DPO_SERIES, LOSS_SERIES, RunFollower
 from tui.render import relative
 from tui.widgets.curve_plot import CurvePlot
 
 
 def last_checkpoint(run_dir: Path) -> str | None:
-    ckpts = sorted(p.name for p in (run_dir / "checkpoints").glob("step-*") if p.is_dir())
-    return ckpts[-1] if ckpts else None
+    """The newest checkpoint a resume would start from."""
+    found = latest_good_checkpoint(run_dir)
+    return found.name if found else None
 
 
 class RunView(Vertical):

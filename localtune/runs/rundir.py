@@ -1,0 +1,193 @@
+"""One run directory: its lock, its record (run.json), its metrics log and its text log.
+
+The record is rewritten atomically; the metrics log and the text log are append-only with one write
+per line, and readers skip a torn last line (a killed writer).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from localtune.errors import RunError
+from localtune.fsutil import atomic_write_json, atomic_write_text
+from localtune.runs import layout
+from localtune.runs.liveness import holder_running, start_time, this_host
+
+
+class RunDir:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._locked = False
+
+    # -- where things are ---------------------------------------------------------------------
+    @property
+    def record_path(self) -> Path:
+        return self.path / layout.RUN_FILE
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / layout.METRICS_FILE
+
+    @property
+    def log_path(self) -> Path:
+        return self.path / layout.LOG_FILE
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path / layout.LOCK_FILE
+
+    @property
+    def adapter_path(self) -> Path:
+        return self.path / layout.ADAPTER_FILE
+
+    @property
+    def reference_dir(self) -> Path:
+        return self.path / layout.REFERENCE_DIR
+
+    @property
+    def start_adapter_dir(self) -> Path:
+        return self.path / layout.START_ADAPTER_DIR
+
+    @property
+    def loss_png(self) -> Path:
+        return self.path / layout.LOSS_PNG
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        return self.path / layout.TENSORBOARD_DIR
+
+    @property
+    def console_log(self) -> Path:
+        return self.path / layout.CONSOLE_LOG
+
+    @property
+    def ui_config(self) -> Path:
+        return self.path / layout.UI_CONFIG
+
+    def eval_dir(self, name: str) -> Path:
+        return self.path / layout.EVAL_DIR / name
+
+    # -- lock: one trainer per run directory ----------------------------------------------------
+    def acquire(self) -> None:
+        """Take the run's lock. A stale lock (its process is gone, or a zombie) is replaced."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):
+            try:
+                fd = os.open(self.lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = self.lock_holder()
+                if holder is None or (holder.get("host") == this_host() and not holder_running(holder)):
+                    # Unreadable (a torn write of a dead process) or stale: its process is gone.
+                    self.lock_path.unlink(missing_ok=True)
+                    continue
+                raise RunError(
+                    f"{self.path}: in use by process {holder.get('pid')} on {holder.get('host')} "
+                    f"(remove {self.lock_path} if that process is gone)"
+                ) from None
+            with os.fdopen(fd, "w") as f:
+                json.dump({"pid": os.getpid(), "host": this_host(), "time": time.time(),
+                           "started": start_time(os.getpid())}, f)
+            self._locked = True
+            return
+        raise RunError(f"{self.path}: could not take the run lock")
+
+    def release(self) -> None:
+        if self._locked:
+            self.lock_path.unlink(missing_ok=True)
+            self._locked = False
+
+    def lock_holder(self) -> dict | None:
+        try:
+            holder = json.loads(self.lock_path.read_text())
+        except (OSError, json.JSONDecodeError, ValueError):
+            return None
+        return holder if isinstance(holder, dict) else None
+
+    # -- the record (run.json) --------------------------------------------------------------------
+    def read(self) -> dict:
+        """The record, strictly: RunError when it is missing or unreadable (resume needs it whole)."""
+        try:
+            info = json.loads(self.record_path.read_text())
+        except FileNotFoundError:
+            raise RunError(f"{self.path}: not a run directory (no {layout.RUN_FILE})") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise RunError(f"{self.record_path}: unreadable: {e}") from None
+        if not isinstance(info, dict):
+            raise RunError(f"{self.record_path}: unreadable: not a JSON object")
+        return info
+
+    def exists(self) -> bool:
+        return self.record_path.exists()
+
+    def write(self, info: dict) -> None:
+        atomic_write_json(self.record_path, info)
+
+    def update(self, **fields) -> dict:
+        info = self.read() if self.exists() else {}
+        info.update(fields)
+        self.write(info)
+        return info
+
+    def info(self):
+        """The record read tolerantly, with the effective status (see runs.info.RunInfo)."""
+        from localtune.runs.info import read_run
+
+        return read_run(self.path)
+
+    # -- metrics log and text log -------------------------------------------------------------------
+    def append_metric(self, event: dict) -> None:
+        _append_line(self.metrics_path, json.dumps(event))
+
+    def log(self, message: str) -> None:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        _append_line(self.log_path, f"{stamp} {message}")
+
+    def metrics(self) -> list[dict]:
+        return read_metrics(self.metrics_path)
+
+    def truncate_metrics(self, step: int) -> None:
+        """On resume: drop reports after the checkpoint's step so the curve is not doubled."""
+        kept = [e for e in self.metrics() if e.get("step", 0) <= step]
+        atomic_write_text(self.metrics_path, "".join(json.dumps(e) + "\n" for e in kept))
+
+
+def _append_line(path: Path, line: str) -> None:
+    # One write() of the whole line on an O_APPEND descriptor: lines never interleave.
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (line + "\n").encode("utf-8"))
+    finally:
+        os.close(fd)
+
+
+def parse_event(line: str) -> dict | None:
+    """One metrics line as an event dict; None for a blank, torn or non-object line."""
+    line = line.strip()
+    if not line:
+        return None
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    """Every complete event of a metrics log (a run directory or the log file itself); a torn or
+    corrupt line (a killed writer) is skipped."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / layout.METRICS_FILE
+    events = []
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                event = parse_event(line)
+                if event is not None:
+                    events.append(event)
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    return events
