@@ -17,8 +17,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Instruction-tune a language model on this machine (LoRA SFT, DPO) with MLX.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    commands = (train_cmd, data_cmd, models_cmd, chat_cmd, eval_cmd, export_cmd, runs_cmd, plan_cmd, doctor_cmd, demo_cmd,
-                tui_cmd)
+    commands = (train_cmd, data_cmd, models_cmd, chat_cmd, eval_cmd, export_cmd, runs_cmd, plan_cmd, doctor_cmd,
+                demo_cmd, tui_cmd)
     for module in commands:
         module.register(sub)
     return parser

@@ -44,14 +44,18 @@ class PromptRow:
         return next(m["content"] for m in reversed(self.messages) if m["role"] == "user")
 
 
-def _raise_problems(path, problems: list[Problem], what: str) -> None:
-    if not problems:
-        return
-    lines = [f"{path}: {len(problems)} bad {what} row(s); fix them (eval scores every row):"]
-    lines += [f"  {p}" for p in problems[:MAX_PROBLEMS_IN_ERROR]]
+def problems_error(header: str, problems: list[Problem]) -> DataError:
+    """One DataError listing the first problems as file:line: message."""
+    lines = [header] + [f"  {p}" for p in problems[:MAX_PROBLEMS_IN_ERROR]]
     if len(problems) > MAX_PROBLEMS_IN_ERROR:
         lines.append(f"  ... and {len(problems) - MAX_PROBLEMS_IN_ERROR} more")
-    raise DataError("\n".join(lines))
+    return DataError("\n".join(lines))
+
+
+def _raise_problems(path, problems: list[Problem], what: str) -> None:
+    if problems:
+        raise problems_error(f"{path}: {len(problems)} bad {what} row(s); fix them (eval scores every row):",
+                             problems)
 
 
 def _ifeval_row(value, source: str, line: int) -> PromptRow:

@@ -8,8 +8,8 @@ The engine returns results and emits events; `localtune eval` (cli/eval_cmd.py) 
 """
 
 from localtune.eval.checks import UserCheck, load_checks, run_checks
-from localtune.eval.files import (ANSWERS_FILE, SUMMARY_FILE, check_out_dir, default_out_dir, prepare_out_dir, read_summary,
-                                  summary_json, write_results)
+from localtune.eval.files import (ANSWERS_FILE, SUMMARY_FILE, check_out_dir, default_out_dir, prepare_out_dir,
+                                  read_summary, summary_json, write_results)
 from localtune.eval.health import loops, repeated_line, repeated_ngram
 from localtune.eval.ifeval import FAMILIES, InstructionResult, family
 from localtune.eval.results import Answer, ModelEval

@@ -15,9 +15,7 @@ import time
 from typing import Callable, Protocol, Sequence
 
 from localtune.data.example import Problem
-from localtune.data.formats import MAX_PROBLEMS_IN_ERROR
-from localtune.data.prompts import PromptRow
-from localtune.errors import DataError
+from localtune.data.prompts import PromptRow, problems_error
 from localtune.eval import health, ifeval
 from localtune.eval.checks import UserCheck, run_checks
 from localtune.eval.results import HEALTH_NUMBERS, IFEVAL_NUMBERS, Answer, ModelEval
@@ -41,12 +39,10 @@ def check_rows(rows: Sequence[PromptRow]) -> None:
     problems = []
     for r in rows:
         if r.kind == "ifeval":
-            problems += [Problem(r.source, r.line, p) for p in ifeval.row_problems(r.instruction_id_list, r.kwargs,
-                                                                                    r.prompt)]
+            found = ifeval.row_problems(r.instruction_id_list, r.kwargs, r.prompt)
+            problems += [Problem(r.source, r.line, p) for p in found]
     if problems:
-        shown = "\n".join(f"  {p}" for p in problems[:MAX_PROBLEMS_IN_ERROR])
-        more = f"\n  ... and {len(problems) - MAX_PROBLEMS_IN_ERROR} more" if len(problems) > MAX_PROBLEMS_IN_ERROR else ""
-        raise DataError(f"{len(problems)} IFEval instruction(s) cannot be checked:\n{shown}{more}")
+        raise problems_error(f"{len(problems)} IFEval instruction(s) cannot be checked:", problems)
 
 
 def judge(model_name: str, row: PromptRow, completion: Completion, checks: Sequence[UserCheck] = ()) -> Answer:
