@@ -47,7 +47,7 @@ def one_at_a_time(model, tok, ps, sampling):
     for p in ps:
         stats = StreamStats()
         texts.append("".join(stream_answer(model, tok, p, sampling, stats)))
-        tokens += stats.tokens - (stats.finish_reason == "stop")  # mlx_lm counts the EOS token
+        tokens += stats.tokens
     return texts, tokens
 
 

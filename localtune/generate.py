@@ -294,7 +294,7 @@ def generate_batch(model, tokenizer, prompts: Sequence, sampling: Sampling | Non
 
 @dataclass
 class StreamStats:
-    """Filled in while stream_answer runs (the chat UI shows it)."""
+    """Filled in while stream_answer runs (the chat UI shows it); tokens = the answer's tokens."""
 
     text: str = ""
     tokens: int = 0
@@ -317,8 +317,9 @@ def stream_answer(model, tokenizer, prompt, sampling: Sampling | None = None,
         for r in stream_generate(model, tokenizer, ids, max_tokens=sampling.max_tokens,
                                  sampler=make_sampler(sampling),
                                  logits_processors=make_logits_processors(sampling)):
-            stats.tokens, stats.tokens_per_sec, stats.finish_reason = (
-                r.generation_tokens, r.generation_tps, r.finish_reason)
+            # mlx_lm counts the end-of-turn token; the answer's own tokens are one fewer then.
+            stats.tokens = r.generation_tokens - (r.finish_reason == "stop")
+            stats.tokens_per_sec, stats.finish_reason = r.generation_tps, r.finish_reason
             pending += r.text
             if marker and marker in pending:
                 pending = pending[: pending.index(marker)]
