@@ -56,7 +56,7 @@ def run(args) -> int:
         rows += got
         sets.append({"kind": "prompts", "source": args.prompts, "rows": len(got)})
     if args.data:
-        got, problems = read_data_prompts(args.data)
+        got, problems = read_data_prompts(args.data, on_event=_show_event)
         for p in problems:
             print(f"skipped {p}", file=sys.stderr)
         rows += got

@@ -163,11 +163,14 @@ def read_prompt_file(path) -> list[PromptRow]:
     return rows
 
 
-def read_data_prompts(path) -> tuple[list[PromptRow], list[Problem]]:
-    """Chat rows of a dataset file (any chat format), each without its last assistant turn. Rows the
-    dataset reader skips come back as problems (as training skips them); text rows are an error."""
+def read_data_prompts(path, *, on_event=None) -> tuple[list[PromptRow], list[Problem]]:
+    """Chat rows of a dataset file (any chat format; a hub id reads its validation split), each
+    without its last assistant turn. Rows the dataset reader skips come back as problems (as
+    training skips them); text rows are an error."""
     from localtune.data.formats import read_dataset
+    from localtune.data.hub import VALID_SPLITS, resolve_dataset
 
+    path = resolve_dataset(path, split=VALID_SPLITS, on_event=on_event)
     ds = read_dataset(path)
     if ds.format == "text":
         raise DataError(f"{path}: text rows have no prompt to answer; --data needs chat rows "

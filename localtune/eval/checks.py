@@ -141,7 +141,11 @@ def load_checks(path) -> list[UserCheck]:
     except OSError as e:
         raise LocaltuneError(f"{path}: cannot read: {e}") from None
     try:
-        doc = yaml.load(text, Loader=_line_loader())
+        loader = _line_loader()(text)  # a SafeLoader: plain data only, no Python objects
+        try:
+            doc = loader.get_single_data()
+        finally:
+            loader.dispose()
     except yaml.YAMLError as e:
         raise LocaltuneError(f"{path}: invalid YAML: {e}") from None
     items = doc.get("checks") if isinstance(doc, dict) else doc

@@ -196,3 +196,16 @@ def test_chat_sampling_flags_are_checked_before_the_model_loads(capsys):
     assert "--max-tokens 0: must be at least 1" in capsys.readouterr().err
     with pytest.raises(LocaltuneError):
         Sampling(max_tokens=-3).validate()
+
+
+def test_data_rows_are_answered_without_their_last_answer(setup):
+    valid = setup["dir"] / "valid.jsonl"
+    valid.write_text(json.dumps({"messages": [{"role": "user", "content": "Q"},
+                                              {"role": "assistant", "content": "the old answer"}]}) + "\n")
+    out = setup["dir"] / "out-data"
+    assert main(["eval", "--model", str(setup["model"]), "--data", str(valid), "--max-tokens", "4",
+                 "--out", str(out)]) == 0
+    [answer] = [json.loads(line) for line in (out / "answers.jsonl").read_text().splitlines()]
+    assert answer["source"] == "data" and answer["prompt"] == "Q" and answer["reference"] == "the old answer"
+    assert json.loads((out / "summary.json").read_text())["prompt_sets"] == [
+        {"kind": "data", "source": str(valid), "rows": 1}]
