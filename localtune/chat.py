@@ -1,7 +1,8 @@
 """Chat with a model and, optionally, a run's adapter: streaming, multi-turn history, adapter on/off.
 
 One model in memory serves both "base" and "tuned": the adapter is switched off for the base.
-Generation is a plain generator of text pieces; a caller stops it by not asking for more.
+Generation is a plain generator of text pieces; a caller stops it by not asking for more. Decoding
+and its settings (`Sampling`) are localtune.generate's, shared with eval.
 """
 
 from __future__ import annotations
@@ -11,34 +12,13 @@ from pathlib import Path
 from typing import Iterator
 
 import localtune  # noqa: F401
-import mlx.core as mx
-from mlx_lm.generate import stream_generate
-from mlx_lm.sample_utils import make_sampler
 
+from localtune.generate import Sampling, StreamStats, stream_answer
 from localtune.lora import adapter_layers, load_adapter, set_adapter_enabled
 
+__all__ = ["ChatSession", "Reply", "Sampling"]
 
-@dataclass
-class Sampling:
-    temperature: float = 0.0  # 0 = greedy (reproducible answers for comparisons)
-    top_p: float = 1.0
-    max_tokens: int = 256
-    seed: int = 0
-
-
-@dataclass
-class Reply:
-    text: str = ""
-    tokens: int = 0
-    tokens_per_sec: float = 0.0
-    finish_reason: str | None = None
-
-
-def prompt_text(tokenizer, messages: list[dict]) -> str:
-    """The chat-templated prompt ending with the assistant header (the same rendering as training)."""
-    from localtune.data.template import render_messages
-
-    return render_messages(messages, tokenizer, add_generation_prompt=True)
+Reply = StreamStats  # text, tokens, tokens_per_sec, finish_reason of the last answer
 
 
 @dataclass
@@ -48,19 +28,25 @@ class ChatSession:
     system: str | None = None
     history: list[dict] = field(default_factory=list)
     adapter_path: str | None = None
+    model_path: str | None = None
 
     @classmethod
     def open(cls, model_spec: str | None, adapter: str | Path | None = None, system: str | None = None,
              on_event=None) -> "ChatSession":
         from localtune.models import load_model, resolve_model
 
-        model, tokenizer = load_model(resolve_model(model_spec, on_event=on_event))
+        path = resolve_model(model_spec, on_event=on_event)
+        model, tokenizer = load_model(path)
         if adapter:
             from localtune.runs import tell_readers
 
             tell_readers(adapter, on_event or (lambda e: None))  # e.g. a run still training
             load_adapter(model, adapter)
-        return cls(model, tokenizer, system, adapter_path=str(adapter) if adapter else None)
+        return cls(model, tokenizer, system, adapter_path=str(adapter) if adapter else None, model_path=str(path))
+
+    def default_sampling(self, **overrides) -> Sampling:
+        """The model's generation_config.json defaults with `overrides` (None = unset), validated."""
+        return Sampling.from_generation_config(self.model_path, **overrides).validate()
 
     @property
     def has_adapter(self) -> bool:
@@ -98,14 +84,4 @@ class ChatSession:
         return answers
 
     def _generate(self, messages: list[dict], sampling: Sampling, reply: Reply) -> Iterator[str]:
-        prompt = prompt_text(self.tokenizer, messages)
-        ids = self.tokenizer.encode(prompt, add_special_tokens=False)
-        mx.random.seed(sampling.seed)
-        sampler = make_sampler(temp=sampling.temperature, top_p=sampling.top_p if sampling.top_p < 1 else 0.0)
-        for r in stream_generate(self.model, self.tokenizer, ids, max_tokens=sampling.max_tokens, sampler=sampler):
-            reply.tokens = r.generation_tokens
-            reply.tokens_per_sec = r.generation_tps
-            reply.finish_reason = r.finish_reason
-            if r.text:
-                reply.text += r.text
-                yield r.text
+        yield from stream_answer(self.model, self.tokenizer, messages, sampling, reply)

@@ -216,6 +216,15 @@ def set_adapter_enabled(model: nn.Module, enabled: bool) -> None:
         layer.adapter_enabled = enabled
 
 
+def detach_lora(model: nn.Module) -> int:
+    """Put every wrapped linear back in place of its adapter layer (the base model as loaded, before
+    attaching another adapter of a different shape). Returns how many layers were unwrapped."""
+    wrapped = [(n, m.linear) for n, m in model.named_modules() if isinstance(m, LoRALinear)]
+    if wrapped:
+        model.update_modules(tree_unflatten(wrapped))
+    return len(wrapped)
+
+
 def adapter_weights(model: nn.Module) -> dict[str, mx.array]:
     """The adapter's own parameters, under mlx_lm's names (model.layers.N....lora_a)."""
     return {

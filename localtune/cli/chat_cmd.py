@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import sys
 
+from localtune.cli.sampling_flags import add_sampling_flags, sampling_overrides
+
 HELP = """commands: /reset (forget the conversation)  /system TEXT (set the system prompt)
-          /adapter on|off  /temp X  /quit"""
+          /adapter on|off  /temp X  /sampling (show the settings)  /quit"""
 
 
 def register(sub) -> None:
@@ -15,10 +17,7 @@ def register(sub) -> None:
     p.add_argument("--system", help="system prompt")
     p.add_argument("--prompt", help="answer this once and exit")
     p.add_argument("--compare", action="store_true", help="answer with base and tuned, one after the other")
-    p.add_argument("--temperature", "--temp", type=float, default=0.0, help="0 = greedy (default)")
-    p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--max-tokens", type=int, default=256)
-    p.add_argument("--seed", type=int, default=0)
+    add_sampling_flags(p)
     p.set_defaults(func=run)
 
 
@@ -32,16 +31,17 @@ def model_for_adapter(model: str | None, adapter: str | None) -> str | None:
 
 
 def run(args) -> int:
-    from localtune.chat import ChatSession, Sampling
+    from localtune.chat import ChatSession
     from localtune.errors import LocaltuneError
 
     if args.compare and not args.adapter:
         raise LocaltuneError("--compare needs --adapter RUN_DIR (base vs tuned)")
+    overrides = sampling_overrides(args)  # a bad flag fails before the model loads
     from localtune.cli import show_notices
 
     session = ChatSession.open(model_for_adapter(args.model, args.adapter), args.adapter, args.system,
                                on_event=show_notices)
-    sampling = Sampling(args.temperature, args.top_p, args.max_tokens, args.seed)
+    sampling = session.default_sampling(**overrides)
     if args.prompt is not None:
         if args.compare:
             for name, text in session.compare(args.prompt, sampling).items():
@@ -57,6 +57,24 @@ def _stream(session, prompt, sampling) -> None:
         sys.stdout.write(piece)
         sys.stdout.flush()
     sys.stdout.write("\n")
+
+
+def _with_temperature(sampling, text: str):
+    """The sampling with a new temperature, or unchanged (and a message) when `text` is not one."""
+    from dataclasses import replace
+
+    from localtune.errors import LocaltuneError
+
+    try:
+        new = replace(sampling, temperature=float(text)).validate()
+    except ValueError:
+        print("(usage: /temp 0.7)")
+        return sampling
+    except LocaltuneError as e:
+        print(f"({e})")
+        return sampling
+    print(f"(temperature {new.temperature})")
+    return new
 
 
 def repl(session, sampling, compare: bool) -> int:
@@ -86,10 +104,9 @@ def repl(session, sampling, compare: bool) -> int:
                     session.set_adapter(rest == "on")
                     print(f"(adapter {rest})")
             elif cmd == "/temp":
-                try:
-                    sampling.temperature = float(rest)
-                except ValueError:
-                    print("(usage: /temp 0.7)")
+                sampling = _with_temperature(sampling, rest)
+            elif cmd == "/sampling":
+                print(f"({', '.join(f'{k}={v}' for k, v in sampling.to_dict().items())})")
             else:
                 print(HELP)
             continue

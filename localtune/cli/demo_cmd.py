@@ -7,9 +7,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from localtune.cli.sampling_flags import add_sampling_flags, sampling_for, sampling_overrides
 from localtune.runs.layout import DEFAULT_ROOT
 
 SAMPLES = Path("samples")
+DEMO_MAX_TOKENS = 80
 
 
 def register(sub) -> None:
@@ -21,7 +23,7 @@ def register(sub) -> None:
     p.add_argument("--dpo-iters", type=int, help="DPO steps (overrides the config)")
     p.add_argument("--no-dpo", action="store_true", help="stop after SFT")
     p.add_argument("--out", default=str(DEFAULT_ROOT), help="where the demo's run directories go")
-    p.add_argument("--max-tokens", type=int, default=80)
+    add_sampling_flags(p, max_tokens_help=f"most tokens per answer (default {DEMO_MAX_TOKENS})")
     p.set_defaults(func=run)
 
 
@@ -63,6 +65,7 @@ def run(args) -> int:
     from localtune.train.dpo import dpo_task
     from localtune.train.sft import sft_task
 
+    sampling_overrides(args)  # a bad sampling flag fails now, not after the training
     info = backend.describe()
     print(f"device: {info['backend']} ({info['device']}), BLAS: {info['blas']}, MLX {info['mlx']}")
     prompts_file = Path(args.prompts)
@@ -99,14 +102,14 @@ def run(args) -> int:
 def _compare(model_path, sft_run, dpo_run, prompts, args, pairs_file) -> None:
     """Answers (and held-out preference accuracy) of base, SFT and DPO from ONE loaded model:
     the adapter off is the base; SFT and DPO share the adapter layout, so only weights swap."""
-    from localtune.chat import ChatSession, Sampling
+    from localtune.chat import ChatSession
     from localtune.lora import ADAPTER_FILE, load_adapter_weights
     from localtune.train.dpo import preference_report
 
     session = ChatSession.open(model_path, sft_run)
     stages = [("SFT", sft_run)] + ([("DPO", dpo_run)] if dpo_run else [])
     answers: dict[str, dict[str, str]] = {p: {} for p in prompts}
-    sampling = Sampling(max_tokens=args.max_tokens)
+    sampling = sampling_for(args, model_path, max_tokens=DEMO_MAX_TOKENS)
     for name, run in stages:
         load_adapter_weights(session.model, Path(run) / ADAPTER_FILE)
         if pairs_file:

@@ -134,7 +134,7 @@ class ChatScreen(BaseScreen):
 
         return Sampling(temperature=float(self.query_one("#chat-temp", Input).value or 0),
                         top_p=float(self.query_one("#chat-top-p", Input).value or 1),
-                        max_tokens=int(self.query_one("#chat-max", Input).value or 256))
+                        max_tokens=int(self.query_one("#chat-max", Input).value or 256)).validate()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id == "chat-prompt":
@@ -151,10 +151,15 @@ class ChatScreen(BaseScreen):
         if problem:
             self.show_error(problem)
             return
+        from localtune.errors import LocaltuneError
+
         try:
             sampling = self.sampling()
         except ValueError:
             self.show_error("sampling settings must be numbers")
+            return
+        except LocaltuneError as e:  # out of range: max tokens 0, a negative temperature ...
+            self.show_error(str(e).replace("--", "", 1))
             return
         self.clear_error()
         self.session.system = self.query_one("#chat-system", Input).value.strip() or None

@@ -1,0 +1,183 @@
+"""Prompt sets: the rows a model answers in eval (and, next, in feedback sampling and RL rollouts).
+
+Three sources, each read into `PromptRow`s (a chat message list ending with a user turn):
+- IFEval's schema, one JSON object a line: {"key", "prompt", "instruction_id_list", "kwargs"}
+  (`read_ifeval`; a hub id such as google/IFEval goes through data.hub first);
+- a prompts file: plain text (one prompt a line) or JSON rows with "messages" or "prompt"
+  (`read_prompt_file`);
+- a training/validation data file, each chat row without its last assistant turn, which is kept as
+  the reference answer (`read_data_prompts`).
+A bad row is an error naming its file and line: a score over silently skipped rows would mislead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from localtune.data.example import Problem
+from localtune.data.formats import MAX_PROBLEMS_IN_ERROR, shown
+from localtune.data.reader import iter_rows, read_text
+from localtune.errors import DataError
+
+IFEVAL_KEYS = ("key", "prompt", "instruction_id_list", "kwargs")
+_ROLES = ("system", "user", "assistant")
+
+
+@dataclass(frozen=True)
+class PromptRow:
+    """One prompt. `kind` is "ifeval", "prompts" or "data"; `key` is IFEval's key, else
+    "<file name>:<line>". IFEval rows carry their instructions and kwargs (one dict each)."""
+
+    key: object
+    messages: list[dict]
+    source: str
+    line: int
+    kind: str
+    instruction_id_list: list[str] = field(default_factory=list)
+    kwargs: list[dict] = field(default_factory=list)
+    reference: str | None = None  # the answer the data file had (read_data_prompts)
+
+    @property
+    def prompt(self) -> str:
+        """The last user message: what IFEval's checkers and answers.jsonl call the prompt."""
+        return next(m["content"] for m in reversed(self.messages) if m["role"] == "user")
+
+
+def problems_error(header: str, problems: list[Problem]) -> DataError:
+    """One DataError listing the first problems as file:line: message."""
+    lines = [header] + [f"  {p}" for p in problems[:MAX_PROBLEMS_IN_ERROR]]
+    if len(problems) > MAX_PROBLEMS_IN_ERROR:
+        lines.append(f"  ... and {len(problems) - MAX_PROBLEMS_IN_ERROR} more")
+    return DataError("\n".join(lines))
+
+
+def _raise_problems(path, problems: list[Problem], what: str) -> None:
+    if problems:
+        raise problems_error(f"{path}: {len(problems)} bad {what} row(s); fix them (eval scores every row):",
+                             problems)
+
+
+def _ifeval_row(value, source: str, line: int) -> PromptRow:
+    if not isinstance(value, dict):
+        raise ValueError("expected a JSON object with " + ", ".join(IFEVAL_KEYS))
+    missing = [k for k in IFEVAL_KEYS if k not in value]
+    if missing:
+        raise ValueError(f"missing {', '.join(repr(k) for k in missing)} (IFEval rows have {', '.join(IFEVAL_KEYS)})")
+    prompt, ids, kwargs = value["prompt"], value["instruction_id_list"], value["kwargs"]
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ValueError("'prompt' must be a non-empty string")
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
+        raise ValueError("'instruction_id_list' must be a non-empty list of strings")
+    if not isinstance(kwargs, list) or not all(isinstance(k, dict) for k in kwargs):
+        raise ValueError("'kwargs' must be a list of objects, one per instruction")
+    if len(kwargs) != len(ids):
+        raise ValueError(f"{len(ids)} instructions but {len(kwargs)} kwargs objects (one per instruction)")
+    # Hub copies fill every kwarg of every instruction, unused ones as null: drop those.
+    kwargs = [{k: v for k, v in kw.items() if v is not None} for kw in kwargs]
+    key = value["key"]
+    if isinstance(key, bool) or not isinstance(key, (int, str)):
+        raise ValueError("'key' must be a number or a string")
+    return PromptRow(key, [{"role": "user", "content": prompt}], source, line, "ifeval", list(ids), kwargs)
+
+
+def read_ifeval(spec, *, on_event=None) -> list[PromptRow]:
+    """IFEval-schema rows from a JSONL/JSON file or a hub dataset id (its train split)."""
+    from localtune.data.hub import resolve_dataset
+
+    path = resolve_dataset(spec, split="train", on_event=on_event)
+    rows, problems = [], []
+    for raw in iter_rows(path):
+        if raw.problem:
+            problems.append(Problem(str(path), raw.line, raw.problem))
+            continue
+        try:
+            rows.append(_ifeval_row(raw.value, str(path), raw.line))
+        except ValueError as e:
+            problems.append(Problem(str(path), raw.line, str(e)))
+    _raise_problems(path, problems, "IFEval")
+    keys = [r.key for r in rows]
+    dup = next((k for k in keys if keys.count(k) > 1), None)
+    if dup is not None:
+        raise DataError(f"{path}: key {dup!r} appears more than once; IFEval keys must be unique")
+    if not rows:
+        raise DataError(f"{path}: no rows")
+    return rows
+
+
+def _chat_prompt(messages) -> tuple[list[dict], str | None]:
+    """(messages ending with a user turn, the removed last assistant answer or None)."""
+    if not isinstance(messages, list) or not messages:
+        raise ValueError("'messages' must be a non-empty list")
+    out = []
+    for i, m in enumerate(messages, start=1):
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
+            raise ValueError(f"message {i}: expected an object with string 'role' and 'content'")
+        if m["role"] not in _ROLES:
+            raise ValueError(f"message {i}: unsupported role {shown(m['role'])} (supported: {', '.join(_ROLES)})")
+        out.append({"role": m["role"], "content": m["content"]})
+    reference = out.pop()["content"] if out[-1]["role"] == "assistant" else None
+    if not out or out[-1]["role"] != "user":
+        raise ValueError("the conversation must end with a user turn (or a user turn and the answer to it)")
+    return out, reference
+
+
+def _json_prompt(value, source: str, line: int) -> PromptRow:
+    key = f"{Path(source).name}:{line}"
+    if not isinstance(value, dict):
+        raise ValueError("expected a JSON object with 'messages' or 'prompt'")
+    if "messages" in value:
+        messages, reference = _chat_prompt(value["messages"])
+        return PromptRow(key, messages, source, line, "prompts", reference=reference)
+    prompt = value.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ValueError("expected 'messages' (a chat) or 'prompt' (a non-empty string)")
+    system = value.get("system")
+    head = [{"role": "system", "content": system}] if isinstance(system, str) and system.strip() else []
+    return PromptRow(key, head + [{"role": "user", "content": prompt}], source, line, "prompts")
+
+
+def read_prompt_file(path) -> list[PromptRow]:
+    """A prompts file: JSON rows ({"messages": [...]} or {"prompt": ...}) when it starts with '{' or
+    '[', else plain text with one prompt a line (blank lines skipped)."""
+    source = str(path)
+    text = read_text(path)
+    rows, problems = [], []
+    if text.lstrip().startswith(("{", "[")):
+        for raw in iter_rows(path):
+            if raw.problem:
+                problems.append(Problem(source, raw.line, raw.problem))
+                continue
+            try:
+                rows.append(_json_prompt(raw.value, source, raw.line))
+            except ValueError as e:
+                problems.append(Problem(source, raw.line, str(e)))
+    else:
+        for i, line in enumerate(text.split("\n"), start=1):
+            if line.strip():
+                rows.append(PromptRow(f"{Path(source).name}:{i}", [{"role": "user", "content": line.strip()}],
+                                      source, i, "prompts"))
+    _raise_problems(source, problems, "prompt")
+    if not rows:
+        raise DataError(f"{source}: no prompts")
+    return rows
+
+
+def read_data_prompts(path, *, on_event=None) -> tuple[list[PromptRow], list[Problem]]:
+    """Chat rows of a dataset file (any chat format; a hub id reads its validation split), each
+    without its last assistant turn. Rows the dataset reader skips come back as problems (as
+    training skips them); text rows are an error."""
+    from localtune.data.formats import read_dataset
+    from localtune.data.hub import VALID_SPLITS, resolve_dataset
+
+    path = resolve_dataset(path, split=VALID_SPLITS, on_event=on_event)
+    ds = read_dataset(path)
+    if ds.format == "text":
+        raise DataError(f"{path}: text rows have no prompt to answer; --data needs chat rows "
+                        "(messages, sharegpt, alpaca or prompt/completion)")
+    rows = []
+    for ex in ds.examples:
+        messages, reference = _chat_prompt(ex.messages)
+        rows.append(PromptRow(f"{Path(ex.source).name}:{ex.line}", messages, ex.source, ex.line, "data",
+                              reference=reference))
+    return rows, ds.problems

@@ -1,0 +1,98 @@
+"""Run an evaluation: generate every row's answer in batches, then judge it (IFEval instructions,
+health, user checks, extra scorers). Returns results and emits events; never prints.
+
+`evaluate` takes the model as it is (eval during training calls it with the adapter being trained);
+`compare` puts one loaded model in the state of each Variant (base, each run's adapter) in turn.
+
+Events (on_event dicts): {"event": "eval", "stage": "model", "model", "adapter", "rows"} before a
+model answers; {"event": "eval", "stage": "generate", "model", "done", "total"} as answers finish;
+{"event": "eval", "stage": "done", "model", "seconds", **summary numbers} after it is judged.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Protocol, Sequence
+
+from localtune.data.example import Problem
+from localtune.data.prompts import PromptRow, problems_error
+from localtune.eval import health, ifeval
+from localtune.eval.checks import UserCheck, run_checks
+from localtune.eval.results import HEALTH_NUMBERS, IFEVAL_NUMBERS, Answer, ModelEval
+from localtune.eval.variants import AdapterSwitch, Variant
+from localtune.generate import Completion, Sampling, generate_batch
+
+
+class Scorer(Protocol):
+    """An extra judge of answers (the place for a reward model, a judge model, ...): `score` gets a
+    model's answers together (a model scores faster in batches) and returns one number per answer,
+    stored as Answer.scores[name]; summary.json's "scores" has each model's mean."""
+
+    name: str
+
+    def score(self, answers: list[Answer]) -> list[float]: ...
+
+
+def check_rows(rows: Sequence[PromptRow]) -> None:
+    """DataError naming file:line for IFEval rows whose instructions cannot be checked; run before
+    generating, so a typo costs seconds, not a whole generation."""
+    problems = []
+    for r in rows:
+        if r.kind == "ifeval":
+            found = ifeval.row_problems(r.instruction_id_list, r.kwargs, r.prompt)
+            problems += [Problem(r.source, r.line, p) for p in found]
+    if problems:
+        raise problems_error(f"{len(problems)} IFEval instruction(s) cannot be checked:", problems)
+
+
+def judge(model_name: str, row: PromptRow, completion: Completion, checks: Sequence[UserCheck] = ()) -> Answer:
+    """Everything judged about one answer, scorers aside."""
+    text = completion.text
+    instructions = (ifeval.check(text, row.instruction_id_list, row.kwargs, row.prompt)
+                    if row.kind == "ifeval" else [])
+    return Answer(model_name, row, completion, health.loops(text), instructions,
+                  run_checks(text, list(checks), row.kind))
+
+
+def evaluate(model, tokenizer, rows: Sequence[PromptRow], sampling: Sampling | None = None, *,
+             name: str = "model", adapter: str | None = None, checks: Sequence[UserCheck] = (),
+             scorers: Sequence[Scorer] = (), batch_size: int | None = None,
+             on_event: Callable[[dict], None] | None = None) -> ModelEval:
+    """The model, as it is now, answers every row (batched); each answer is judged."""
+    emit = on_event or (lambda e: None)
+    started = time.perf_counter()
+    emit({"event": "eval", "stage": "model", "model": name, "adapter": adapter, "rows": len(rows)})
+
+    def progress(done: int, total: int) -> None:
+        emit({"event": "eval", "stage": "generate", "model": name, "done": done, "total": total})
+
+    completions = generate_batch(model, tokenizer, [r.messages for r in rows], sampling,
+                                 batch_size=batch_size, on_progress=progress)
+    answers = [judge(name, r, c, checks) for r, c in zip(rows, completions)]
+    for scorer in scorers:
+        values = list(scorer.score(answers))
+        if len(values) != len(answers):
+            raise ValueError(f"scorer {scorer.name!r} returned {len(values)} scores for {len(answers)} answers")
+        for a, v in zip(answers, values):
+            a.scores[scorer.name] = float(v)
+    result = ModelEval(name, answers, adapter, time.perf_counter() - started)
+    s = result.summary()
+    emit({"event": "eval", "stage": "done", "model": name, "seconds": result.seconds,
+          **{k: s[k] for k in IFEVAL_NUMBERS + HEALTH_NUMBERS}})
+    return result
+
+
+def compare(model, tokenizer, rows: Sequence[PromptRow], variants: Sequence[Variant],
+            sampling: Sampling | None = None, *, checks: Sequence[UserCheck] = (),
+            scorers: Sequence[Scorer] = (), batch_size: int | None = None,
+            on_event: Callable[[dict], None] | None = None) -> list[ModelEval]:
+    """Each variant (base, adapters) answers the same rows from ONE loaded model, in order."""
+    check_rows(rows)
+    switch = AdapterSwitch(model)
+    results = []
+    for v in variants:
+        switch.activate(v)
+        results.append(evaluate(model, tokenizer, rows, sampling, name=v.name,
+                                adapter=str(v.adapter) if v.adapter else None, checks=checks,
+                                scorers=scorers, batch_size=batch_size, on_event=on_event))
+    return results
