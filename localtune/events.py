@@ -404,6 +404,23 @@ class Notice(Event):
 
 
 @dataclass(frozen=True)
+class EvalProgress(Event):
+    """A generation-based evaluation (localtune eval, eval during training): `stage` "model" before a
+    model answers `rows` prompts, "generate" as answers finish (done/total), "done" with its
+    `seconds` and headline `numbers` (prompt_strict ... loops, mean_tokens)."""
+
+    name: ClassVar[str] = "eval"
+    stage: str
+    model: str
+    adapter: str | None = None
+    rows: int | None = None
+    done: int | None = None
+    total: int | None = None
+    seconds: float | None = None
+    numbers: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Stopped(Event):
     name: ClassVar[str] = "stopped"
     logged: ClassVar[bool] = True

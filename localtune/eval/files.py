@@ -17,16 +17,19 @@ from localtune.fsutil import atomic_write_json, atomic_write_text
 
 SUMMARY_FILE = "summary.json"
 ANSWERS_FILE = "answers.jsonl"
-EVAL_DIR = "eval"
 FORMAT_VERSION = 1
 
 
 def default_out_dir(first_adapter=None, *, now: float | None = None) -> Path:
-    root = Path(first_adapter) / EVAL_DIR if first_adapter else Path(EVAL_DIR)
+    from localtune.runs import RunDir
+
+    def where(name: str) -> Path:
+        return RunDir(first_adapter).eval_dir(name) if first_adapter else Path("eval") / name
+
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
-    path, k = root / stamp, 2
+    path, k = where(stamp), 2
     while path.exists():  # two evals in one second
-        path, k = root / f"{stamp}-{k}", k + 1
+        path, k = where(f"{stamp}-{k}"), k + 1
     return path
 
 

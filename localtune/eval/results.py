@@ -104,7 +104,7 @@ class ModelEval:
         }
 
     def metrics(self, prefix: str = "eval_") -> dict[str, float]:
-        """Flat numbers for metrics.jsonl (eval during training): eval_prompt_strict, eval_loops,
+        """Flat numbers for the run's metrics log (eval during training): eval_prompt_strict, eval_loops,
         eval_check_<name>, eval_score_<name> ...; numbers that do not apply are left out."""
         s = self.summary()
         out = {f"{prefix}{k}": s[k] for k in IFEVAL_NUMBERS + HEALTH_NUMBERS if s[k] is not None}

@@ -4,9 +4,8 @@ health, user checks, extra scorers). Returns results and emits events; never pri
 `evaluate` takes the model as it is (eval during training calls it with the adapter being trained);
 `compare` puts one loaded model in the state of each Variant (base, each run's adapter) in turn.
 
-Events (on_event dicts): {"event": "eval", "stage": "model", "model", "adapter", "rows"} before a
-model answers; {"event": "eval", "stage": "generate", "model", "done", "total"} as answers finish;
-{"event": "eval", "stage": "done", "model", "seconds", **summary numbers} after it is judged.
+Events: events.EvalProgress, stage "model" before a model answers, "generate" as answers finish,
+"done" with the seconds and the headline numbers after it is judged.
 """
 
 from __future__ import annotations
@@ -20,6 +19,7 @@ from localtune.eval import health, ifeval
 from localtune.eval.checks import UserCheck, run_checks
 from localtune.eval.results import HEALTH_NUMBERS, IFEVAL_NUMBERS, Answer, ModelEval
 from localtune.eval.variants import AdapterSwitch, Variant
+from localtune.events import EvalProgress
 from localtune.generate import Completion, Sampling, generate_batch
 
 
@@ -61,10 +61,10 @@ def evaluate(model, tokenizer, rows: Sequence[PromptRow], sampling: Sampling | N
     """The model, as it is now, answers every row (batched); each answer is judged."""
     emit = on_event or (lambda e: None)
     started = time.perf_counter()
-    emit({"event": "eval", "stage": "model", "model": name, "adapter": adapter, "rows": len(rows)})
+    emit(EvalProgress("model", name, adapter=adapter, rows=len(rows)).to_dict())
 
     def progress(done: int, total: int) -> None:
-        emit({"event": "eval", "stage": "generate", "model": name, "done": done, "total": total})
+        emit(EvalProgress("generate", name, done=done, total=total).to_dict())
 
     completions = generate_batch(model, tokenizer, [r.messages for r in rows], sampling,
                                  batch_size=batch_size, on_progress=progress)
@@ -77,8 +77,8 @@ def evaluate(model, tokenizer, rows: Sequence[PromptRow], sampling: Sampling | N
             a.scores[scorer.name] = float(v)
     result = ModelEval(name, answers, adapter, time.perf_counter() - started)
     s = result.summary()
-    emit({"event": "eval", "stage": "done", "model": name, "seconds": result.seconds,
-          **{k: s[k] for k in IFEVAL_NUMBERS + HEALTH_NUMBERS}})
+    emit(EvalProgress("done", name, seconds=result.seconds,
+                      numbers={k: s[k] for k in IFEVAL_NUMBERS + HEALTH_NUMBERS}).to_dict())
     return result
 
 

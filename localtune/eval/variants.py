@@ -2,7 +2,7 @@
 
 Adapters of the same shape only swap weights; another shape (rank, layers, targets, DoRA) is attached
 after the previous one is taken off. Every run must have been trained on the model that is loaded
-(run.json's model_path); a run without run.json (an mlx_lm adapter folder) is checked by its weights'
+(the run record's model_path); a folder that is not a run (an mlx_lm adapter folder) is checked by its weights'
 names and shapes when they load.
 """
 
@@ -27,13 +27,13 @@ class Variant:
 
 
 def trained_on(run_dir) -> str | None:
-    """The base model a run was trained on (run.json's model_path), None when it does not say."""
-    from localtune.runs import RunDir
+    """The base model a run was trained on (its record's model_path), None when it does not say."""
+    from localtune.runs import RunDir, read_run
 
-    run = RunDir(run_dir)
-    if not run.exists():
+    if not RunDir(run_dir).exists():
         return None
-    path = run.read().get("model_path")
+    info = read_run(run_dir)
+    path = info.resolve(info.record.get("model_path"))
     return str(path) if path else None
 
 
