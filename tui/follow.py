@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections import deque
 from pathlib import Path
 
 from localtune.runs import parse_event, pid_alive
+from tui.progress import Plan, RunProgress, format_duration
 
 # metric key -> series name shown in the plots
 SERIES = {
@@ -21,6 +23,8 @@ SERIES = {
 LOSS_SERIES = ("train", "valid")
 DPO_SERIES = ("reward acc", "val reward acc", "margin", "val margin")
 DONE = ("finished", "failed", "stopped")
+ACTIVE = ("starting", "running")
+format_eta = format_duration  # (the name tests and older callers use)
 
 
 class FileTail:
@@ -52,18 +56,12 @@ class FileTail:
         return [ln.decode("utf-8", "replace") for ln in lines if ln.strip()]
 
 
-def format_eta(seconds: float | None) -> str:
-    if seconds is None:
-        return "--"
-    seconds = int(round(seconds))
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
-
-
 class RunFollower:
-    def __init__(self, run_dir: str | Path, log_lines: int = 200):
+    def __init__(self, run_dir: str | Path, log_lines: int = 200, clock=time.time):
         self.path = Path(run_dir)
+        self.clock = clock  # tests pass a fixed clock: elapsed and ETA become exact
+        self.progress = RunProgress()
+        self.stop_requested = False  # Stop was sent: say "stopping" before the trainer does
         self.metrics = FileTail(self.path / "metrics.jsonl")
         self.log = FileTail(self.path / "train.log")
         self.log_tail: deque[str] = deque(maxlen=log_lines)
@@ -71,7 +69,6 @@ class RunFollower:
         self.info: dict = {}
         self.step = 0
         self.last: dict = {}  # latest train event
-        self._first_timed: tuple[int, float] | None = None
         self.new_log: list[str] = []
 
     # -- reading --------------------------------------------------------------------------
@@ -81,7 +78,8 @@ class RunFollower:
         lines = self.metrics.read_new()
         if self.metrics.reset:
             self.metrics.reset = False
-            self.series, self.step, self.last, self._first_timed = {}, 0, {}, None
+            self.series, self.step, self.last = {}, 0, {}
+            self.progress = RunProgress()
             changed = True
         for line in lines:
             event = parse_event(line)
@@ -103,6 +101,9 @@ class RunFollower:
         return False
 
     def add_event(self, event: dict) -> None:
+        self.progress.add(event)
+        if event.get("event") == "phase":  # what the run is doing: never a point on a curve
+            return
         step = int(event.get("step", 0) or 0)
         self.step = max(self.step, step)
         for key, name in SERIES.items():
@@ -113,15 +114,16 @@ class RunFollower:
                 ys.append(float(value))
         if "train_loss" in event:
             self.last = event
-            if "time" in event and self._first_timed is None:
-                self._first_timed = (step, float(event["time"]))
 
     # -- derived numbers ------------------------------------------------------------------
     @property
     def status(self) -> str:
         status = self.info.get("status", "starting")
-        if status in ("starting", "running") and self.info.get("pid") and not pid_alive(int(self.info["pid"])):
+        if status in ACTIVE and self.info.get("pid") and not pid_alive(int(self.info["pid"])):
             return "interrupted"  # killed without a chance to say so; resumable
+        phase = self.progress.phase
+        if status in ACTIVE and (self.stop_requested or (phase is not None and phase.name == "stopping")):
+            return "stopping"
         return status
 
     @property
@@ -133,21 +135,64 @@ class RunFollower:
     def is_dpo(self) -> bool:
         return self.info.get("kind") == "dpo" or any(n in self.series for n in DPO_SERIES)
 
+    @property
+    def plan(self) -> Plan:
+        cfg = self.info.get("config", {})
+        return Plan(self.iters, int(cfg.get("eval_every") or 0), int(cfg.get("save_every") or 0),
+                    bool(cfg.get("valid")) or bool(self.series.get("valid")))
+
+    @property
+    def finished(self) -> bool:
+        return self.status == "finished"
+
+    def eta(self) -> tuple[float | None, bool]:
+        """(seconds left, complete): see RunProgress.remaining. (0, True) once the run is over."""
+        if self.status in DONE or self.status == "interrupted":
+            return 0.0, True
+        return self.progress.remaining(self.plan, self.clock())
+
     def eta_seconds(self) -> float | None:
-        """From the wall time between train reports (deterministic given metrics.jsonl)."""
-        if not self.iters or self._first_timed is None or "time" not in self.last:
+        return self.eta()[0]
+
+    def fraction(self) -> float:
+        return self.progress.fraction(self.plan, self.finished)
+
+    def elapsed(self) -> float | None:
+        start = self.info.get("started")
+        if not isinstance(start, (int, float)):
             return None
-        s0, t0 = self._first_timed
-        s1, t1 = int(self.last.get("step", 0)), float(self.last["time"])
-        if s1 <= s0:
-            return None
-        if self.status in DONE:
-            return 0.0
-        return max(0.0, (self.iters - s1) * (t1 - t0) / (s1 - s0))
+        end = self.info.get("finished") if self.status not in ACTIVE + ("stopping",) else None
+        return (end if isinstance(end, (int, float)) else self.clock()) - start
+
+    def activity(self) -> str:
+        """What the run is doing now, with counts, elapsed time and the ETA."""
+        status = self.status
+        step = max(self.step, self.progress.step)
+        parts = []
+        if status in ACTIVE:
+            phase = self.progress.phase
+            parts.append(phase.describe() if phase is not None else
+                         "starting" if status == "starting" or not step else "training")
+        else:
+            parts.append(status)
+        if self.iters and (step or status in ACTIVE):
+            parts.append(f"step {step}/{self.iters}")
+        parts.append(f"elapsed {format_duration(self.elapsed())}")
+        if status in ACTIVE:
+            parts.append(self.eta_text())
+        return " · ".join(parts)
+
+    def eta_text(self) -> str:
+        left, complete = self.eta()
+        if left is None or (not complete and left < 1):
+            return "ETA --"
+        if left < 1:
+            return "finishing"
+        return f"ETA {'' if complete else '>'}{format_duration(left)}"
 
     def summary(self) -> str:
         """One line of the latest numbers."""
-        parts = [f"step {self.step}/{self.iters or '?'}"]
+        parts = []
         for name in ("train", "valid"):
             if self.series.get(name):
                 parts.append(f"{name} {self.series[name][1][-1]:.4f}")
@@ -156,11 +201,10 @@ class RunFollower:
         if "peak_memory_gb" in self.last:
             parts.append(f"peak {self.last['peak_memory_gb']:.2f} GB")
         if self.is_dpo:
-            for name in ("reward acc", "margin"):
+            for name, short in (("reward acc", "acc"), ("margin", "margin")):
                 if self.series.get(name):
-                    parts.append(f"{name} {self.series[name][1][-1]:.3f}")
-        parts.append(f"ETA {format_eta(self.eta_seconds())}")
-        return "  ".join(parts)
+                    parts.append(f"{short} {self.series[name][1][-1]:.3f}")
+        return "  ".join(parts) or "no numbers yet"
 
 
 def load_run(run_dir: str | Path) -> RunFollower:

@@ -17,15 +17,14 @@ async def _ready_chat(pilot, app, tui_env, tiny_model_dir, trained_run):
     await pilot.press("f2", "f4")  # leave and come back: the adapter list refreshes on resume
     screen = app.screen
     select = screen.query_one("#chat-adapter")
-    select.focus()
-    await pilot.press("enter", "down", "enter")  # open the list, pick the run's adapter
-    assert select.value == "adapters/sft-tiny"
     await paste_into(pilot, "#chat-model", str(tiny_model_dir))
     await type_into(pilot, "#chat-temp", "1.0")
     await type_into(pilot, "#chat-max", "12")
-    await pilot.press("ctrl+l")
-    await wait_until(pilot, lambda: screen.session is not None, what="the model to load")
-    assert screen.session.has_adapter
+    select.focus()
+    await pilot.press("enter", "down", "enter")  # open the list, pick the run's adapter: it loads
+    assert select.value == "adapters/sft-tiny"
+    await wait_until(pilot, lambda: screen.session is not None and not screen.loading, what="the model to load")
+    assert screen.session.has_adapter and screen.session.adapter_path == "adapters/sft-tiny"
     return screen
 
 
@@ -40,7 +39,7 @@ async def test_chat_streams_an_answer(tui_env, tiny_model_dir, trained_run):
         answer = screen.answers["tuned"]
         assert answer  # (the random tiny model mostly answers in newlines: no visible-text check)
         shown = screen.transcript["tuned"].plain
-        assert shown.startswith("\nyou: hello\n") and shown.endswith(answer)
+        assert shown.startswith("\nyou: hello\nsft-tiny: ") and shown.endswith(answer)  # who answered
         assert "you: hello" in str(screen.query_one("#answer-tuned").render())
         assert len(screen.session.history) == 2  # multi-turn: the exchange is remembered
         assert not screen.query_one("#pane-base").display
@@ -57,8 +56,8 @@ async def test_ab_mode_shows_two_answers(tui_env, tiny_model_dir, trained_run):
         await wait_until(pilot, lambda: not screen.generating, what="both answers")
         await wait_for_workers(app)
         assert screen.answers["base"] and screen.answers["tuned"]
-        for side in ("base", "tuned"):
-            assert "you: hi" in str(screen.query_one(f"#answer-{side}").render())
+        for side, who in (("base", "base"), ("tuned", "sft-tiny")):
+            assert f"you: hi\n{who}: " in str(screen.query_one(f"#answer-{side}").render())
         assert screen.session.history == []  # comparisons leave the conversation alone
         assert screen.session.has_adapter
 
@@ -71,3 +70,41 @@ async def test_send_without_model_is_refused_visibly(tui_env):
         await pilot.pause()
         assert app.screen.query_one("#error").display
         assert "load a model first" in str(app.screen.query_one("#error").render())
+
+
+async def test_picking_another_adapter_takes_effect_at_once(tui_env, tiny_model_dir, trained_run):
+    app = create_app(start="chat")
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = await _ready_chat(pilot, app, tui_env, tiny_model_dir, trained_run)
+        await type_into(pilot, "#chat-prompt", "hello")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: not screen.generating, what="the answer")
+        shutil.copytree(trained_run, tui_env / "adapters" / "other-run")
+        await pilot.press("f2", "f4")  # the list refreshes on resume; the loaded adapter stays
+        assert screen.session.adapter_path == "adapters/sft-tiny" and not screen.loading
+        select = screen.query_one("#chat-adapter")
+        select.value = "adapters/other-run"  # no ctrl+l
+        await wait_until(pilot, lambda: screen.loading, timeout=5, what="the new adapter to start loading")
+        await wait_until(pilot, lambda: not screen.loading, what="the new adapter")
+        assert screen.session.adapter_path == "adapters/other-run"
+        assert len(screen.session.history) == 2  # the conversation went on
+        await type_into(pilot, "#chat-prompt", "again")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: not screen.generating, what="the second answer")
+        shown = screen.transcript["tuned"].plain
+        assert "now answering" in shown and "you: again\nother-run: " in shown
+        assert "other-run" in str(screen.query_one("#chat-status").render())
+
+
+async def test_the_chat_follows_new_text(tui_env):
+    from tui.messages import ChatPiece
+
+    app = create_app(start="chat")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        scroll = screen.query_one("#scroll-tuned")
+        for i in range(40):
+            screen.post_message(ChatPiece("tuned", f"line {i} of a long answer\n"))
+        await pilot.pause(0.3)
+        assert scroll.max_scroll_y > 0
+        assert scroll.scroll_y == scroll.max_scroll_y  # the newest line is in view

@@ -39,3 +39,17 @@ def test_no_engine_or_cli_source_imports_the_ui():
     pattern = re.compile(r"^\s*(from|import)\s+(tui|textual)\b", re.M)
     bad = [str(p) for p in Path(localtune.__file__).parent.rglob("*.py") if pattern.search(p.read_text())]
     assert not bad, bad
+
+
+def test_localtune_screen_option_opens_that_screen(monkeypatch):
+    import sys
+
+    from localtune.cli import main
+    from tui.app import LocaltuneApp
+
+    opened = {}
+    monkeypatch.setattr(LocaltuneApp, "run", lambda self: opened.update(mode=self.start_mode, **self.settings))
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    assert main(["--screen", "runs", "--runs-root", "elsewhere"]) == 0
+    assert opened["mode"] == "runs" and opened["runs_root"] == "elsewhere"

@@ -44,7 +44,8 @@ async def test_start_short_run_and_follow_it(tui_env, tiny_model_dir):
         assert plot.series["valid"][0] == [0, 3, 6]
         assert max(seen) > min(seen)  # the curve received points while we watched
         bar = screen.query_one("#run-progress", ProgressBar)
-        assert (bar.progress, bar.total) == (6, 6)
+        assert bar.progress == bar.total  # 100% only now that it has finished
+        assert "finished · step 6/6" in str(screen.query_one("#run-activity").render())
         assert "tok/s" in str(screen.query_one("#run-summary").render())
         info = json.loads((tui_env / "adapters" / "tiny-run" / "run.json").read_text())
         assert info["status"] == "finished" and info["config"]["report_every"] == 1
@@ -126,7 +127,7 @@ async def test_dpo_run_plots_reward_accuracy_and_margin(tui_env, tiny_model_dir)
         assert dpo.display
         assert {"reward acc", "margin", "val reward acc", "val margin"} <= set(dpo.series)
         assert dpo.series["reward acc"][0] == [1, 2] and dpo.series["val margin"][0] == [0, 1, 2]
-        assert "reward acc" in str(screen.query_one("#run-summary").render())
+        assert "acc " in str(screen.query_one("#run-summary").render())
 
 
 async def test_plan_shows_the_prediction_for_the_form(tui_env, tiny_model_dir):
