@@ -38,7 +38,8 @@ class LocaltuneApp(App):
         Binding("f5", "switch_mode('models')", "Models screen", show=False),
         Binding("question_mark", "help", "Help: the keys of this screen", show=False),
         Binding("f12", "screenshot", f"Screenshot (SVG, saved under {SCREENSHOT_DIR}/)", show=False),
-        Binding("ctrl+q", "quit", "Quit", priority=True, tooltip="Quit (running trainings go on)"),
+        # in the top bar, not the footer: Runs needs the footer's 80 columns for its own keys
+        Binding("ctrl+q", "quit", "Quit", priority=True, show=False, tooltip="Quit (running trainings go on)"),
     ]
 
     def __init__(self, *, runs_root: str | Path = "adapters", model: str | None = None,

@@ -170,17 +170,26 @@ class RunFollower:
         step = max(self.step, self.progress.step)
         parts = []
         if status in ACTIVE:
-            phase = self.progress.phase
-            parts.append(phase.describe() if phase is not None else
-                         "starting" if status == "starting" or not step else "training")
+            parts.append(self._phase_words(status, step))
         else:
             parts.append(status)
-        if self.iters and (step or status in ACTIVE):
+        if self.iters and (step or status in ACTIVE + ("stopping",)):
             parts.append(f"step {step}/{self.iters}")
         parts.append(f"elapsed {format_duration(self.elapsed())}")
         if status in ACTIVE:
             parts.append(self.eta_text())
         return " · ".join(parts)
+
+    def _phase_words(self, status: str, step: int) -> str:
+        phase = self.progress.phase
+        if phase is not None:
+            return phase.describe()
+        # An engine without phase events: what run.json's status and the loop's order imply.
+        if status == "starting":
+            return "starting: loading the model and data"
+        if step == 0 and self.plan.has_valid and self.progress.last_eval_step is None:
+            return "evaluating the untrained model"  # the loop scores step 0 before training
+        return "training"
 
     def eta_text(self) -> str:
         left, complete = self.eta()

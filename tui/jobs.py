@@ -11,9 +11,9 @@ from pathlib import Path
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
+from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Label, Log
+from textual.widgets import Label, Static
 
 OUTPUT_LINES = 400
 
@@ -56,13 +56,15 @@ class OutputDialog(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         verdict = "done" if self.code == 0 else f"FAILED (exit code {self.code})"
+        lines = self.output.rstrip().splitlines()[-OUTPUT_LINES:] or ["(no output)"]
         with Vertical(classes="dialog", id="output-box"):
-            yield Label(f"{self.title_text}: {verdict} in {self.seconds:.0f} s (esc closes)", classes="dialog-title")
-            yield Log(id="output-log", max_lines=OUTPUT_LINES)
+            yield Label(f"{self.title_text}: {verdict} in {self.seconds:.0f} s", classes="dialog-title")
+            with VerticalScroll(id="output-scroll"):
+                yield Static("\n".join(lines), id="output-text", markup=False)  # wraps long lines
+            yield Label("esc closes", classes="dialog-hint")
 
     def on_mount(self) -> None:
-        lines = self.output.rstrip().splitlines()[-OUTPUT_LINES:] or ["(no output)"]
-        self.query_one(Log).write_lines(lines)
+        self.query_one("#output-scroll").scroll_end(animate=False)  # the result is at the end
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -28,13 +28,17 @@ async def _ready_chat(pilot, app, tui_env, tiny_model_dir, trained_run):
     return screen
 
 
+async def ask(pilot, screen, prompt: str) -> None:
+    await type_into(pilot, "#chat-prompt", prompt)
+    await pilot.press("enter")
+    await wait_until(pilot, lambda: not screen.generating, what=f"the answer to {prompt!r}")
+
+
 async def test_chat_streams_an_answer(tui_env, tiny_model_dir, trained_run):
     app = create_app(start="chat")
     async with app.run_test(size=(120, 36)) as pilot:
         screen = await _ready_chat(pilot, app, tui_env, tiny_model_dir, trained_run)
-        await type_into(pilot, "#chat-prompt", "hello")
-        await pilot.press("enter")
-        await wait_until(pilot, lambda: not screen.generating, what="the answer")
+        await ask(pilot, screen, "hello")
         assert screen.pieces > 1  # streamed piece by piece, not at once
         answer = screen.answers["tuned"]
         assert answer  # (the random tiny model mostly answers in newlines: no visible-text check)
@@ -76,21 +80,16 @@ async def test_picking_another_adapter_takes_effect_at_once(tui_env, tiny_model_
     app = create_app(start="chat")
     async with app.run_test(size=(120, 36)) as pilot:
         screen = await _ready_chat(pilot, app, tui_env, tiny_model_dir, trained_run)
-        await type_into(pilot, "#chat-prompt", "hello")
-        await pilot.press("enter")
-        await wait_until(pilot, lambda: not screen.generating, what="the answer")
+        await ask(pilot, screen, "hello")
         shutil.copytree(trained_run, tui_env / "adapters" / "other-run")
         await pilot.press("f2", "f4")  # the list refreshes on resume; the loaded adapter stays
         assert screen.session.adapter_path == "adapters/sft-tiny" and not screen.loading
         select = screen.query_one("#chat-adapter")
         select.value = "adapters/other-run"  # no ctrl+l
-        await wait_until(pilot, lambda: screen.loading, timeout=5, what="the new adapter to start loading")
-        await wait_until(pilot, lambda: not screen.loading, what="the new adapter")
-        assert screen.session.adapter_path == "adapters/other-run"
+        await wait_until(pilot, lambda: screen.session.adapter_path == "adapters/other-run" and not screen.loading,
+                         timeout=60, what="the new adapter to load")
         assert len(screen.session.history) == 2  # the conversation went on
-        await type_into(pilot, "#chat-prompt", "again")
-        await pilot.press("enter")
-        await wait_until(pilot, lambda: not screen.generating, what="the second answer")
+        await ask(pilot, screen, "again")
         shown = screen.transcript["tuned"].plain
         assert "now answering" in shown and "you: again\nother-run: " in shown
         assert "other-run" in str(screen.query_one("#chat-status").render())

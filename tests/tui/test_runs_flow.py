@@ -32,6 +32,14 @@ async def runs_screen(pilot, app, n: int):
     return app.screen, table
 
 
+async def press_for(pilot, app, key: str, screen_name: str):
+    """On the Runs screen, press `key` and wait until it shows `screen_name`; returns it."""
+    await runs_screen(pilot, app, 1)
+    await pilot.press(key)
+    await wait_until(pilot, lambda: type(app.screen).__name__ == screen_name, what=screen_name)
+    return app.screen
+
+
 async def select(pilot, screen, table, name):
     row = [r["name"] for r in screen.runs].index(name)
     table.move_cursor(row=row)
@@ -42,10 +50,7 @@ async def test_dpo_from_a_finished_run(tui_env):
     run = finished_run(tui_env / "adapters", "sft-done")
     app = create_app(start="runs")
     async with app.run_test(size=(120, 36)) as pilot:
-        await runs_screen(pilot, app, 1)
-        await pilot.press("p")
-        await wait_until(pilot, lambda: type(app.screen).__name__ == "TrainScreen", what="train screen")
-        screen = app.screen
+        screen = await press_for(pilot, app, "p", "TrainScreen")
         form = screen.query_one(TrainForm)
         await wait_until(pilot, lambda: form.kind == "dpo", what="the DPO form")
         values = form.all_values()
@@ -59,10 +64,7 @@ async def test_clone_fills_the_form_with_the_run_config(tui_env):
     finished_run(tui_env / "adapters", "dpo-done", kind="dpo")
     app = create_app(start="runs")
     async with app.run_test(size=(120, 36)) as pilot:
-        await runs_screen(pilot, app, 1)
-        await pilot.press("n")
-        await wait_until(pilot, lambda: type(app.screen).__name__ == "TrainScreen", what="train screen")
-        form = app.screen.query_one(TrainForm)
+        form = (await press_for(pilot, app, "n", "TrainScreen")).query_one(TrainForm)
         await wait_until(pilot, lambda: form.kind == "dpo", what="the cloned kind")
         values = form.all_values()
         assert values == {"model": "models/tiny", "data": "data/train.jsonl", "iters": 20, "lr": 1e-4}
@@ -75,12 +77,8 @@ async def test_evaluate_runs_the_command_and_shows_its_output(tui_env):
     # the launcher is generic: a fake `localtune eval` that prints what it was given
     app.settings["eval_command"] = [sys.executable, "-c", "import sys; print('evaluated', sys.argv[1])", "{run}"]
     async with app.run_test(size=(120, 36)) as pilot:
-        await runs_screen(pilot, app, 1)
-        await pilot.press("v")
-        await wait_until(pilot, lambda: type(app.screen).__name__ == "OutputDialog", timeout=30,
-                         what="the command output")
-        log = app.screen.query_one("#output-log")
-        assert any("evaluated adapters/sft-done" in line for line in log.lines)
+        await press_for(pilot, app, "v", "OutputDialog")
+        assert "evaluated adapters/sft-done" in str(app.screen.query_one("#output-text").render())
         assert "done" in str(app.screen.query_one(".dialog-title").render())
         await pilot.press("escape")
         await pilot.pause()
@@ -132,10 +130,7 @@ async def test_chat_with_a_run_loads_its_adapter_at_once(tui_env, trained_run):
     shutil.copytree(trained_run, tui_env / "adapters" / "sft-tiny")
     app = create_app(start="runs")
     async with app.run_test(size=(120, 36)) as pilot:
-        await runs_screen(pilot, app, 1)
-        await pilot.press("c")
-        await wait_until(pilot, lambda: type(app.screen).__name__ == "ChatScreen", what="chat screen")
-        screen = app.screen
+        screen = await press_for(pilot, app, "c", "ChatScreen")
         await wait_until(pilot, lambda: screen.session is not None and not screen.loading, timeout=60,
                          what="the model and adapter to load")
         assert screen.session.adapter_path == "adapters/sft-tiny" and screen.session.has_adapter

@@ -125,27 +125,25 @@ async def test_plots_integer_ticks_single_point_and_legend_below(tui_env):
         assert not any("train" in ln for ln in lines[:-1])  # not over the curves
 
 
-async def test_every_input_has_a_real_label(tui_env):
-    app = create_app()
-    async with app.run_test(size=(120, 36)) as pilot:
-        for name in SCREENS:
-            await pilot.press(f"f{SCREENS.index(name) + 1}")
-            await wait_until(pilot, lambda: app.current_mode == name, what=name)
-            await pilot.pause()
-            for field in app.screen.query(Input):
-                if field.id in ("picker-filter",):
-                    continue
-                labels = [w for w in field.parent.children if isinstance(w, Label)]
-                assert labels, f"{name}: #{field.id} is labelled only by its placeholder"
-
-
-async def test_help_lists_the_keys_of_the_current_screen(tui_env):
+async def test_every_screen_at_80x24_labels_footer_and_help(tui_env):
+    """One visit per screen (each costs seconds on a busy machine): every field has a real label
+    (not only placeholder text), the footer's keys fit 80 columns, and ? lists the screen's keys."""
+    # a stopped run with an adapter: every one of Runs' keys applies to it
+    write_fake_run(tui_env / "adapters", "sft-a", status="stopped")
+    (tui_env / "adapters" / "sft-a" / "adapters.safetensors").write_bytes(b"")
     app = create_app()
     async with app.run_test(size=(80, 24)) as pilot:
         for name in SCREENS:
             await pilot.press(f"f{SCREENS.index(name) + 1}")
             await wait_until(pilot, lambda: app.current_mode == name, what=name)
+            await pilot.pause(0.3)
             screen = app.screen
+            for field in screen.query(Input):
+                labels = [w for w in field.parent.children if isinstance(w, Label)]
+                assert labels, f"{name}: #{field.id} is labelled only by its placeholder"
+            keys = list(screen.query("FooterKey"))
+            assert keys and max(k.region.right for k in keys) <= 80, name
+            assert all(k.region.width > 0 for k in keys), name
             app.set_focus(None)  # "?" types into a focused field
             await pilot.press("question_mark")
             await wait_until(pilot, lambda: type(app.screen).__name__ == "HelpScreen", what="help")
@@ -165,18 +163,3 @@ async def test_screenshot_key_saves_an_svg_and_says_where(tui_env):
         shots = list((tui_env / "screenshots").glob("localtune-runs-*.svg"))
         assert len(shots) == 1 and shots[0].read_text().startswith("<svg")
         assert any(f"screenshots/{shots[0].name}" in str(n.message) for n in app._notifications)
-
-
-async def test_footer_keys_fit_80_columns(tui_env):
-    write_fake_run(tui_env / "adapters", "sft-a")
-    (tui_env / "adapters" / "sft-a" / "adapters.safetensors").write_bytes(b"")
-    app = create_app()
-    async with app.run_test(size=(80, 24)) as pilot:
-        for name in SCREENS:
-            await pilot.press(f"f{SCREENS.index(name) + 1}")
-            await wait_until(pilot, lambda: app.current_mode == name, what=name)
-            await pilot.pause(0.3)
-            keys = list(app.screen.query("FooterKey"))
-            assert keys, name
-            assert max(k.region.right for k in keys) <= 80, name
-            assert all(k.region.width > 0 for k in keys), name

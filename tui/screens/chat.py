@@ -34,6 +34,12 @@ def model_of_run(run_dir: str) -> str | None:
     return info.get("model_path") or info.get("config", {}).get("model")
 
 
+def short_label(model: str | None, adapter: str | None) -> str:
+    """"model + run" in names, not paths: it has to fit one line at 80 columns."""
+    name = Path(model).name if model else "default model"
+    return name + (f" + {Path(adapter).name}" if adapter else "")
+
+
 class ChatScreen(BaseScreen):
     BINDINGS = [
         Binding("ctrl+l", "load", "Load", priority=True),
@@ -163,8 +169,7 @@ class ChatScreen(BaseScreen):
         self.clear_error()
         self.loading = True
         self.wanted_adapter = adapter
-        what = f"{relative(model) if model else 'the default model'}" + (f" + {relative(adapter)}" if adapter else "")
-        self.query_one("#chat-status", Static).update(f"loading {what} ...")
+        self.query_one("#chat-status", Static).update(f"loading {short_label(model, adapter)} ...")
         self.load_session(model, adapter, self.query_one("#chat-system", Input).value.strip() or None)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="chat-load")
@@ -172,7 +177,7 @@ class ChatScreen(BaseScreen):
         from localtune.chat import ChatSession
 
         session = ChatSession.open(model, adapter, system)
-        label = f"{relative(model) if model else 'default model'}" + (f" + {relative(adapter)}" if adapter else "")
+        label = short_label(model, adapter)
         self.post_message(ChatReady(session, label))
 
     def on_chat_ready(self, msg: ChatReady) -> None:

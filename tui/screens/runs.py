@@ -27,7 +27,7 @@ from tui.widgets.curve_plot import CurvePlot
 from tui.widgets.export_dialog import ExportDialog
 from tui.widgets.nav_bar import NavBar
 
-COLUMNS = (("run", 17), ("status", 10), ("kind", 4), ("train", 6), ("valid", 6), ("time", 6), ("data", 12))
+COLUMNS = (("run", 19), ("status", 10), ("kind", 4), ("train", 6), ("valid", 6), ("time", 6), ("data", 10))
 REFRESH_SECONDS = 2.0
 RESUMABLE = ("stopped", "failed", "interrupted")
 # button id -> action; the buttons show the same actions as the keys, for the mouse
@@ -119,7 +119,7 @@ class RunsScreen(BaseScreen):
 
         runs = list_runs(self.app.settings["runs_root"])
         signature = tuple((r["path"], r.get("status"), r.get("step"), r.get("final_train_loss"),
-                           r.get("final_val_loss"), r.get("finished"), has_adapter(r)) for r in runs)
+                           r.get("final_val_loss"), r.get("finished"), has_adapter(r), duration(r)) for r in runs)
         if signature == self._rows_signature:
             if self.selected and self.selected.get("status") in ACTIVE:
                 self.select(self.selected)  # its curves grow

@@ -90,8 +90,8 @@ class TrainScreen(BaseScreen):
     def fill_form(self, kind: str, values: dict, note: str = "", focus: str | None = None) -> None:
         form = self.query_one(TrainForm)
         form.fill(values, kind)
-        if focus:
-            self.query_one(f"#f-{focus}").focus()
+        if focus:  # this screen's focus, even while the app is still switching to it
+            self.set_focus(self.query_one(f"#f-{focus}"))
         if note:
             self.notify(note, timeout=8)
 
@@ -153,6 +153,10 @@ class TrainScreen(BaseScreen):
         return True
 
     # -- actions ---------------------------------------------------------------------------
+    def on_input_submitted(self, event) -> None:
+        if event.input.id == "f-yaml":  # enter in the YAML file field loads it
+            self.action_load_yaml()
+
     def on_button_pressed(self, event: Button.Pressed) -> None:
         actions = {"start": self.action_start, "stop": self.action_stop, "resume": self.action_resume,
                    "load-yaml": self.action_load_yaml, "save-yaml": self.action_save_yaml,

@@ -127,8 +127,8 @@ class CurvePlot(PlotBase):
             plt.xticks([0, 1], ["", ""])
         else:
             lo, hi = min(xs_all), max(xs_all)
-            if hi == lo:
-                lo, hi = lo - 1, hi + 1
+            if hi == lo:  # one step: room around it, but no negative steps
+                lo, hi = max(0, lo - 1), hi + 1
             plt.xlim(lo, hi)
             ylo, yhi = min(ys_all), max(ys_all)
             pad = (yhi - ylo) * 0.05 or abs(yhi) * 0.05 or 0.5

@@ -21,5 +21,5 @@ class NavBar(Static):
             else:
                 entry = f" [@click=app.switch_mode('{name}')]{entry}[/] "
             parts.append(entry)
-        parts.append(" [dim]? help[/]")
+        parts.append(" [dim]? help · ^q quit[/]")
         self.update("".join(parts))

@@ -14,7 +14,7 @@ from tui.widgets.pickers import pick_into
 NOT_FROM_CONFIG = ("out",)  # a cloned config gets a new run directory: the run name decides it
 
 
-class TrainForm(VerticalScroll):
+class TrainForm(VerticalScroll, can_focus=False):  # tab goes to the fields; they scroll into view
     def __init__(self, **kw) -> None:
         super().__init__(**kw)
         self.infos = field_infos()
