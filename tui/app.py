@@ -76,14 +76,22 @@ class LocaltuneApp(App):
         self.hand_off("chat", chat_adapter=str(run_dir))
 
     def running_run(self) -> str | None:
-        """The newest run under runs_root whose trainer is alive (to re-attach on open)."""
-        from localtune.runs import list_runs, pid_alive
+        """The newest run under runs_root whose trainer is alive (to re-attach on open). Reads
+        run.json files only (list_runs would read every metrics.jsonl as well)."""
+        from localtune.errors import RunError
+        from localtune.runs import RunDir, pid_alive
 
-        for run in list_runs(self.settings["runs_root"]):
-            pid = int(run.get("pid") or 0)
-            if run.get("status") in ("starting", "running") and pid > 0 and pid_alive(pid):
-                return run["path"]
-        return None
+        root = Path(self.settings["runs_root"])
+        live = []
+        for d in (root.iterdir() if root.is_dir() else ()):
+            try:
+                info = RunDir(d).read() if d.is_dir() else {}
+            except RunError:
+                continue
+            pid = int(info.get("pid") or 0)
+            if info.get("status") in ("starting", "running") and pid > 0 and pid_alive(pid):
+                live.append((info.get("started") or 0, str(d)))
+        return max(live)[1] if live else None
 
     # -- everywhere ------------------------------------------------------------------------
     def action_help(self) -> None:

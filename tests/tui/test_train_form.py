@@ -64,6 +64,10 @@ async def test_loading_a_yaml_resets_values_and_hidden_keys(tui_env):
         values = form.all_values()
         assert "adapter" not in values and "beta" not in values and "keep_checkpoints" not in values
         assert values["warmup"] == 5 and values["iters"] == 60  # sft.yaml's, not the DPO file's
+        app.screen.query_one("#f-advanced").collapsed = False  # built now, with the loaded values
+        await wait_until(pilot, lambda: form.advanced_built, what="the advanced fields")
+        assert app.screen.query_one("#f-warmup").value == "5" and app.screen.query_one("#f-keep_checkpoints").value == ""
+        assert form.all_values() == values
         assert app.screen.query_one("#f-adapter").value == ""
         # switching kind keeps common fields and never sends the other mode's
         await load_yaml(pilot, app, dpo)
@@ -78,16 +82,18 @@ async def test_advanced_section_holds_pack_weighting_and_accumulation(tui_env):
     async with app.run_test(size=(120, 36)) as pilot:
         screen = app.screen
         advanced = screen.query_one("#f-advanced", Collapsible)
-        assert advanced.collapsed
+        form = form_of(app)
+        assert advanced.collapsed and not form.advanced_built  # built when first opened
+        advanced.collapsed = False
+        await wait_until(pilot, lambda: form.advanced_built, what="the advanced fields")
+        await pilot.pause()
         for key in ("pack", "weight_by_tokens", "grad_accum", "lora_alpha", "warmup"):
             assert screen.query_one(f"#f-{key}") in advanced.query("*")
-        advanced.collapsed = False
-        await pilot.pause()
         screen.query_one("#f-pack").value = True
         screen.query_one("#f-weight_by_tokens").value = False
         await paste_into(pilot, "#f-grad_accum", "4")
         await paste_into(pilot, "#f-data", "data/bad_rows.jsonl")
-        values = form_of(app).all_values()
+        values = form.all_values()
         assert values["pack"] is True and values["weight_by_tokens"] is False and values["grad_accum"] == 4
         cfg = process.train_config(values)
         assert (cfg.pack, cfg.weight_by_tokens, cfg.grad_accum) == (True, False, 4)

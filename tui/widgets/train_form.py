@@ -1,11 +1,14 @@
 """The Train form, built from tui.train_modes: kind, run name, each mode's common fields, an
 "advanced" section, and the YAML file. Fields of other modes are hidden and never sent.
-Empty fields are left to the engine's defaults (their placeholder says which)."""
+Empty fields are left to the engine's defaults (their placeholder says which).
+
+The advanced section's ~40 widgets are built when it is first opened (they would double the
+app's start-up time); until then their values live in `pending`, as config values."""
 
 from __future__ import annotations
 
 from textual.app import ComposeResult
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Collapsible, Input, Label, Select
 
 from tui.train_modes import MODES, FieldInfo, as_text, field_infos, mode_for, parse, shown_default
@@ -19,6 +22,8 @@ class TrainForm(VerticalScroll, can_focus=False):  # tab goes to the fields; the
         super().__init__(**kw)
         self.infos = field_infos()
         self.extra: dict = {}  # keys of a loaded config that have no field (sent as they are)
+        self.pending: dict = {}  # advanced fields not built yet: key -> config value
+        self.advanced_built = False
 
     def compose(self) -> ComposeResult:
         yield self._row("kind", Select([(m.label, k) for k, m in MODES.items()], value="sft",
@@ -28,9 +33,9 @@ class TrainForm(VerticalScroll, can_focus=False):  # tab goes to the fields; the
         advanced = [i for i in self.infos.values() if i.spec.advanced]
         for info in common:
             yield self._field(info)
+        self.advanced = advanced
         with Collapsible(title="advanced (grad accum, pack, LoRA, ...)", id="f-advanced"):
-            for info in advanced:
-                yield self._field(info)
+            yield Vertical(id="f-advanced-body")
         yield self._row("YAML file", Input(placeholder="config.yaml (ctrl+o load, ctrl+y save)", id="f-yaml",
                                            compact=True), picker="file", key="yaml")
 
@@ -81,6 +86,12 @@ class TrainForm(VerticalScroll, can_focus=False):  # tab goes to the fields; the
         Empty text fields and lists/switches at their default are left out (engine default)."""
         out = {}
         for info in self.current_infos():
+            if self._unbuilt(info.key):
+                value = self.pending.get(info.key)
+                # as the built field would send it: a switch/choice only when not the default
+                if value is not None and (info.type not in ("bool", "choice") or value != info.default):
+                    out[info.key] = list(value) if isinstance(value, tuple) else value
+                continue
             widget = self.query_one(f"#f-{info.key}")
             if isinstance(widget, Select):
                 if widget.value != info.default:
@@ -95,7 +106,16 @@ class TrainForm(VerticalScroll, can_focus=False):  # tab goes to the fields; the
         return {**{k: v for k, v in self.extra.items() if k in keys}, **self.values()}
 
     # -- writing ---------------------------------------------------------------------------
+    def _unbuilt(self, key: str) -> bool:
+        return not self.advanced_built and key in self.infos and self.infos[key].spec.advanced
+
     def set_value(self, key: str, value) -> None:
+        if self._unbuilt(key):
+            if value is None:
+                self.pending.pop(key, None)
+            else:
+                self.pending[key] = value
+            return
         widget = self.query_one(f"#f-{key}")
         if isinstance(widget, Select):
             widget.value = self.infos[key].default if value is None else value
@@ -121,11 +141,28 @@ class TrainForm(VerticalScroll, can_focus=False):  # tab goes to the fields; the
         self.reset()
         self.set_kind(kind)
         for key, value in values.items():
-            if key in self.infos and self.infos[key].spec in MODES[kind].fields:
-                self.set_value(key, value)
+            if key in self.infos:
+                if self.infos[key].spec in MODES[kind].fields:
+                    self.set_value(key, value)
+                # else: another mode's field (a DPO run's config lists pack: false): not this mode's
             elif value is not None:
                 self.extra[key] = value
         return kind
+
+    async def build_advanced(self) -> None:
+        """Mount the advanced fields (first opening), with the values kept for them."""
+        if self.advanced_built:
+            return
+        await self.query_one("#f-advanced-body").mount_all([self._field(info) for info in self.advanced])
+        self.advanced_built = True
+        for key, value in self.pending.items():
+            self.set_value(key, value)
+        self.pending = {}
+        self.show_mode()
+
+    async def on_collapsible_expanded(self, event: Collapsible.Expanded) -> None:
+        if event.collapsible.id == "f-advanced":
+            await self.build_advanced()
 
     # -- events ----------------------------------------------------------------------------
     def on_select_changed(self, event: Select.Changed) -> None:
