@@ -107,7 +107,7 @@ class ChatScreen(BaseScreen):
 
     def on_screen_resume(self) -> None:
         select = self.query_one("#chat-adapter", Select)
-        options = run_choices(self.app.settings["runs_root"])
+        options = [(Path(value).name, value) for _, value in run_choices(self.app.settings["runs_root"])]
         if options != getattr(self, "_options", None):
             value = select.value
             self._options = options
