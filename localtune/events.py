@@ -69,7 +69,9 @@ METRICS: tuple[Metric, ...] = (
     Metric("tokens_per_sec", "tok/s", fmt=".0f", show="{value} tok/s", summary=True),
     Metric("peak_memory_gb", "peak", fmt=".2f", show="peak {value} GB", summary=True),
     # Preference runs (DPO; a reward model reports the same): implicit reward of chosen vs rejected.
-    Metric("reward_accuracy", "reward acc", plot="reward", fmt=".3f", summary=True),
+    # In the summaries "acc": short, as the CLI and TUI have always said it (a DPO summary line fits
+    # an 80-column terminal); the plots name the series in full.
+    Metric("reward_accuracy", "reward acc", plot="reward", fmt=".3f", show="acc {value}", summary=True),
     Metric("val_reward_accuracy", "val reward acc", plot="reward", fmt=".3f", card=True),
     Metric("reward_margin", "margin", plot="reward", fmt=".3f", summary=True),
     Metric("val_reward_margin", "val margin", plot="reward", fmt=".3f"),

@@ -124,3 +124,47 @@ def stop_after():
         return should_stop
 
     return make
+
+
+# --- runs that are training now (the status rule believes a live record only while its trainer
+# holds the run's lock: a record naming a pid is not enough) ---------------------------------------
+
+@pytest.fixture
+def hold_run():
+    """hold_run(path) -> RunDir: this test process plays the trainer of that run: it takes the run's
+    lock (once per run), so a record naming os.getpid() as running reads "running". Released at
+    the end of the test. Not for a run a test will Stop: that signals the pid in the record (use
+    stand_in_trainer)."""
+    from localtune.runs import RunDir
+
+    held: dict[Path, RunDir] = {}
+
+    def hold(path) -> RunDir:
+        key = Path(path).resolve()
+        if key not in held:
+            run = RunDir(key)
+            run.acquire()
+            held[key] = run
+        return held[key]
+
+    yield hold
+    for run in held.values():
+        run.release()
+
+
+@pytest.fixture
+def stand_in_trainer():
+    """stand_in_trainer(path) -> Popen: another process takes the run's lock and records itself as
+    its running trainer (run_dirs.start_stand_in_trainer); it ignores SIGTERM. Killed at the end."""
+    from run_dirs import start_stand_in_trainer
+
+    procs = []
+
+    def start(path):
+        procs.append(start_stand_in_trainer(path))
+        return procs[-1]
+
+    yield start
+    for proc in procs:
+        proc.kill()
+        proc.wait()

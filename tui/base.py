@@ -1,18 +1,22 @@
-"""What every screen shares: header/footer and the one place worker failures become visible."""
+"""What every screen shares: the one place worker failures become visible."""
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.screen import Screen
 from textual.widgets import Static
 from textual.worker import Worker, WorkerState
+
+from tui.render import without_cli_hints
 
 
 class BaseScreen(Screen):
     def show_error(self, text: str) -> None:
         """Put `text` in the screen's #error line (if it has one) and notify."""
+        text = without_cli_hints(text)
         for err in self.query("#error"):
             if isinstance(err, Static):
-                err.update(f"error: {text}")
+                err.update(Text(f"error: {text}"))  # Text: brackets in a message are not markup
                 err.display = True
         self.app.notify(text, title="error", severity="error", timeout=8)
 

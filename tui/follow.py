@@ -6,18 +6,22 @@ numbers become curves (and their names) comes from the run's metric registry."""
 from __future__ import annotations
 
 import os
+import time
 from collections import deque
 from pathlib import Path
 
 from localtune import events
 from localtune.errors import RunError
-from localtune.runs import RunDir, parse_event, run_status
+from localtune.runs import LIVE, RunDir, RunInfo, parse_event, run_status
+from tui.progress import Plan, RunProgress, format_duration
 
-# metric key -> series name shown in the plots (the built-in registry; a run may declare more)
-SERIES = {m.key: m.label for m in events.METRICS if m.plot}
+# the series drawn on each plot (names from the built-in metric registry)
 LOSS_SERIES = events.plot_labels("loss")
 DPO_SERIES = events.plot_labels("reward")
-DONE = ("finished", "failed", "stopped")
+# localtune.runs owns the status words (LIVE, ENDED, ...) and the rule that reads them; the follower
+# adds one: "stopping", from the moment Stop is sent until the trainer writes how it ended.
+WORKING = LIVE + ("stopping",)
+format_eta = format_duration  # (the name tests and older callers use)
 
 
 class FileTail:
@@ -49,18 +53,12 @@ class FileTail:
         return [ln.decode("utf-8", "replace") for ln in lines if ln.strip()]
 
 
-def format_eta(seconds: float | None) -> str:
-    if seconds is None:
-        return "--"
-    seconds = int(round(seconds))
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
-
-
 class RunFollower:
-    def __init__(self, run_dir: str | Path, log_lines: int = 200):
+    def __init__(self, run_dir: str | Path, log_lines: int = 200, clock=time.time):
         self.path = Path(run_dir)
+        self.clock = clock  # tests pass a fixed clock: elapsed and ETA become exact
+        self.progress = RunProgress()
+        self.stop_requested = False  # Stop was sent: say "stopping" before the trainer does
         self.run = RunDir(self.path)
         self.metrics = FileTail(self.run.metrics_path)
         self.log = FileTail(self.run.log_path)
@@ -72,8 +70,6 @@ class RunFollower:
         self.step = 0
         self.last: dict = {}  # latest train event
         self.latest: dict = {}  # latest value of each metric key
-        self.phase: events.Phase | None = None  # latest stage of the trainer
-        self._first_timed: tuple[int, float] | None = None
         self.new_log: list[str] = []
 
     # -- reading --------------------------------------------------------------------------
@@ -83,7 +79,8 @@ class RunFollower:
         lines = self.metrics.read_new()
         if self.metrics.reset:
             self.metrics.reset = False
-            self.series, self.step, self.last, self.latest, self._first_timed = {}, 0, {}, {}, None
+            self.series, self.step, self.last, self.latest = {}, 0, {}, {}
+            self.progress = RunProgress()
             changed = True
         for line in lines:
             event = parse_event(line)
@@ -103,15 +100,13 @@ class RunFollower:
         self.holder = self.run.lock_holder()
         if info != self.info:
             self.info = info
-            self.registry = events.metric_set(info.get("metrics") or ())
+            self.registry = self.record.metrics
             return True
         return self.status != status
 
     def add_event(self, event: dict) -> None:
-        ev = events.parse(event)
-        if isinstance(ev, events.Phase):
-            self.phase = ev
-            return
+        self.progress.add(event)
+        ev = events.parse(event)  # a phase (what the run is doing) is never a point on a curve
         if not isinstance(ev, (events.Train, events.Val, events.Skipped)):
             return
         step = int(ev.step or 0)
@@ -126,41 +121,98 @@ class RunFollower:
                 ys.append(float(value))
         if isinstance(ev, events.Train):
             self.last = event
-            if ev.time and self._first_timed is None:
-                self._first_timed = (step, float(ev.time))
 
     # -- derived numbers ------------------------------------------------------------------
     @property
+    def record(self) -> RunInfo:
+        """The record as localtune.runs reads it (its iters, kind, config and metric registry)."""
+        return RunInfo(self.path, self.info)
+
+    @property
     def status(self) -> str:
-        """The effective status (localtune.runs.run_status: a killed trainer reads "interrupted")."""
-        return run_status(self.info, self.holder) if self.info else "starting"
+        """The effective status (localtune.runs.run_status: a killed trainer reads "interrupted"), and
+        "stopping" from the moment Stop is sent or the trainer says so."""
+        status = run_status(self.info, self.holder) if self.info else "starting"
+        phase = self.progress.phase
+        if status in LIVE and (self.stop_requested or (phase is not None and phase.name == "stopping")):
+            return "stopping"
+        return status
 
     @property
     def iters(self) -> int | None:
-        it = self.info.get("iters") or self.info.get("config", {}).get("iters")
-        return int(it) if it else None
+        return self.record.iters
 
     @property
     def is_dpo(self) -> bool:
-        return self.info.get("kind") == "dpo" or any(n in self.series for n in DPO_SERIES)
+        return self.record.kind == "dpo" or any(n in self.series for n in DPO_SERIES)
+
+    @property
+    def plan(self) -> Plan:
+        cfg = self.record.config
+        return Plan(self.iters, int(cfg.get("eval_every") or 0), int(cfg.get("save_every") or 0),
+                    bool(cfg.get("valid")) or bool(self.series.get("valid")))
+
+    @property
+    def finished(self) -> bool:
+        return self.status == "finished"
+
+    def eta(self) -> tuple[float | None, bool]:
+        """(seconds left, complete): see RunProgress.remaining. (0, True) once the run is over."""
+        if self.status not in WORKING:
+            return 0.0, True
+        return self.progress.remaining(self.plan, self.clock())
 
     def eta_seconds(self) -> float | None:
-        """From the wall time between train reports (deterministic given the metrics log)."""
-        if not self.iters or self._first_timed is None or "time" not in self.last:
+        return self.eta()[0]
+
+    def fraction(self) -> float:
+        return self.progress.fraction(self.plan, self.finished)
+
+    def elapsed(self) -> float | None:
+        start = self.info.get("started")
+        if not isinstance(start, (int, float)):
             return None
-        s0, t0 = self._first_timed
-        s1, t1 = int(self.last.get("step", 0)), float(self.last["time"])
-        if s1 <= s0:
-            return None
-        if self.status in DONE:
-            return 0.0
-        return max(0.0, (self.iters - s1) * (t1 - t0) / (s1 - s0))
+        end = self.info.get("finished") if self.status not in WORKING else None
+        return (end if isinstance(end, (int, float)) else self.clock()) - start
+
+    def activity(self) -> str:
+        """What the run is doing now, with counts, elapsed time and the ETA."""
+        status = self.status
+        step = max(self.step, self.progress.step)
+        parts = []
+        if status in LIVE:
+            parts.append(self._phase_words(status, step))
+        else:
+            parts.append(status)
+        if self.iters and (step or status in WORKING):
+            parts.append(f"step {step}/{self.iters}")
+        parts.append(f"elapsed {format_duration(self.elapsed())}")
+        if status in LIVE:
+            parts.append(self.eta_text())
+        return " · ".join(parts)
+
+    def _phase_words(self, status: str, step: int) -> str:
+        phase = self.progress.phase
+        if phase is not None:
+            return phase.describe()
+        # An engine without phase events: what the run record's status and the loop's order imply.
+        if status == "starting":
+            return "starting: loading the model and data"
+        if step == 0 and self.plan.has_valid and self.progress.last_eval_step is None:
+            return "evaluating the untrained model"  # the loop scores step 0 before training
+        return "training"
+
+    def eta_text(self) -> str:
+        left, complete = self.eta()
+        if left is None or (not complete and left < 1):
+            return "ETA --"
+        if left < 1:
+            return "finishing"
+        return f"ETA {'' if complete else '>'}{format_duration(left)}"
 
     def summary(self) -> str:
         """One line of the latest numbers."""
-        parts = [f"step {self.step}/{self.iters or '?'}", events.summary_text(self.latest, self.registry),
-                 f"ETA {format_eta(self.eta_seconds())}"]
-        return "  ".join(p for p in parts if p)
+        return events.summary_text(self.latest, self.registry) or "no numbers yet"
 
 
 def load_run(run_dir: str | Path) -> RunFollower:

@@ -21,12 +21,15 @@ class DatasetLoaded(_Msg):
     tokenizer: object | None = None
     max_seq_len: int = 2048
     raw_lines: list[str] = field(default_factory=list)
+    tokenizer_error: str | None = None  # the stats stand; only the token lengths are missing
 
 
 @dataclass
 class SplitDone(_Msg):
     train: str
     valid: str
+    n_train: int = 0
+    n_valid: int = 0
 
 
 @dataclass
@@ -76,3 +79,12 @@ class ExportDone(_Msg):
 class PlanDone(_Msg):
     result: dict  # localtune.plan.plan's prediction
     batch_size: int
+
+
+@dataclass
+class JobDone(_Msg):
+    """A command started for a screen (tui.jobs) has ended."""
+    title: str
+    code: int
+    output: str
+    seconds: float

@@ -3,6 +3,7 @@ loss-mask preview of one row (trained tokens highlighted), and a run's predicted
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from rich.text import Text
@@ -86,3 +87,14 @@ def plan_text(r: dict, batch_size: int) -> str:
         f"largest batch at this length: {r['max_batch_size'] or 'none fits'}",
         f"longest max seq len at batch {batch_size}: {r['max_seq_len'] or 'none fits'}",
     ])
+
+
+CLI_FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
+
+
+def without_cli_hints(message: str) -> str:
+    """An engine message as the UI shows it: the clauses that tell a CLI user which flag to
+    pass ("...; put a .gguf path in --model") are dropped, since there is no flag to pass here."""
+    clauses = message.split("; ")
+    kept = [c for c in clauses if not CLI_FLAG.search(c)]
+    return "; ".join(kept or clauses[:1])

@@ -27,6 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
                 demo_cmd, tui_cmd)
     for module in commands:
         module.register(sub)
+    # `localtune --screen runs` = `localtune tui --screen runs` (bare localtune opens the UI);
+    # SUPPRESS keeps these out of the namespace unless given, so no subcommand sees them.
+    tui_cmd.add_tui_args(parser, default=argparse.SUPPRESS)
     return parser
 
 
@@ -39,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         from localtune.cli import tui_cmd
 
-        return tui_cmd.run(None)
+        return tui_cmd.run(args)
     try:
         return int(args.func(args) or 0)
     except LocaltuneError as e:

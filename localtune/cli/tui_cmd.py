@@ -17,11 +17,14 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def add_tui_args(p) -> None:
-    p.add_argument("--runs-root", default=str(DEFAULT_ROOT), help="parent directory of run directories")
-    p.add_argument("--model", help="model to pre-fill in the forms (dir, .gguf or hub id)")
-    p.add_argument("--screen", choices=SCREENS, default="train", help="screen to open first")
-    p.add_argument("--run", metavar="RUN_DIR", help="follow this run (e.g. one started from the CLI)")
+def add_tui_args(p, default=None) -> None:
+    """The UI's options; `default` = argparse.SUPPRESS on the top-level parser (bare localtune)."""
+    keep = (lambda value: value) if default is None else (lambda value: default)
+    p.add_argument("--runs-root", default=keep(str(DEFAULT_ROOT)), help="parent directory of run directories")
+    p.add_argument("--model", default=keep(None), help="model to pre-fill in the forms (dir, .gguf or hub id)")
+    p.add_argument("--screen", choices=SCREENS, default=keep("train"), help="screen to open first")
+    p.add_argument("--run", metavar="RUN_DIR", default=keep(None),
+                   help="follow this run (e.g. one started from the CLI)")
 
 
 def run(args=None) -> int:
@@ -41,5 +44,6 @@ def run(args=None) -> int:
                              "pip install textual textual-plotext") from None
     app = create_app(runs_root=getattr(args, "runs_root", str(DEFAULT_ROOT)), model=getattr(args, "model", None),
                      start=getattr(args, "screen", "train"), run=getattr(args, "run", None))
+    # (args: `localtune tui ...`, bare `localtune [--screen ...]`, or None)
     app.run()
     return int(app.return_code or 0)

@@ -23,7 +23,12 @@ from localtune.runs.checkpoints import latest_good_checkpoint
 from localtune.runs.liveness import holder_running
 from localtune.runs.rundir import RunDir, read_metrics
 
-LIVE = ("starting", "running")  # what a trainer writes while it works
+# The status words. A trainer writes LIVE ones while it works and an ENDED one when it ends;
+# "interrupted" is never written: it is what run_status reads for a live record whose trainer is gone.
+LIVE = ("starting", "running")
+ENDED = ("finished", "failed", "stopped")
+INTERRUPTED = "interrupted"
+RESUMABLE = ("stopped", "failed", INTERRUPTED)  # ended before its last step: resume goes on from there
 RECORD_VERSION = 2  # 2: paths in the config are absolute; data, base and adapter hashes
 PATH_KEYS = ("model", "data", "valid", "adapter", "out")  # config keys that may name local paths
 
@@ -45,7 +50,7 @@ def run_status(record: dict, holder: dict | None) -> str:
     if not pid:
         return status  # written before the trainer recorded itself (no run yet to be killed)
     if holder is None or holder.get("pid") != pid or not holder_running(holder):
-        return "interrupted"  # killed without a chance to say so; resumable
+        return INTERRUPTED  # killed without a chance to say so; resumable
     return status
 
 
@@ -193,12 +198,17 @@ def list_runs(root: str | Path = layout.DEFAULT_ROOT) -> list[dict]:
                   reverse=True)
 
 
+def has_adapter(path: str | Path) -> bool:
+    """The directory holds a saved adapter (a run's, or an mlx_lm adapter folder)."""
+    return RunDir(path).adapter_path.exists()
+
+
 def adapter_runs(root: str | Path = layout.DEFAULT_ROOT) -> list[tuple[str, str]]:
     """(name, path) of every directory under root holding an adapter (ours or mlx_lm's), by name."""
     root = Path(root)
     if not root.is_dir():
         return []
-    return [(d.name, str(d)) for d in sorted(root.iterdir()) if (d / layout.ADAPTER_FILE).exists()]
+    return [(d.name, str(d)) for d in sorted(root.iterdir()) if has_adapter(d)]
 
 
 def delete_run(path: str | Path) -> None:

@@ -3,7 +3,6 @@ tiny trained run, and helpers that wait for workers / conditions instead of slee
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -12,7 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from run_dirs import make_checkpoint
 from tui_helpers import REPO, SAMPLES
+
+from localtune.runs import RunDir, read_run
 
 if str(REPO) not in sys.path:  # the tui package lives at the repository root
     sys.path.insert(0, str(REPO))
@@ -29,27 +31,33 @@ def tui_env(tmp_path, monkeypatch):
     (tmp_path / "data").mkdir()
     shutil.copy(SAMPLES / "bad_rows.jsonl", tmp_path / "data" / "bad_rows.jsonl")
     yield tmp_path
-    # A failed test must not leave a trainer it started running (they live in their own session).
-    for run_json in (tmp_path / "adapters").glob("*/run.json"):
-        try:
-            info = json.loads(run_json.read_text())
-            if info.get("status") in ("starting", "running") and int(info.get("pid") or 0) > 0:
-                os.kill(int(info["pid"]), signal.SIGKILL)
-        except (OSError, ValueError):
-            pass
+    # A failed test must not leave a trainer it started running (they live in their own session);
+    # this test process, when it plays a trainer (hold_run), is not one of them.
+    for run in (tmp_path / "adapters").iterdir():
+        if not run.is_dir():
+            continue
+        info = read_run(run)
+        pid = info.record.get("pid")
+        if info.is_training and isinstance(pid, int) and pid > 0 and pid != os.getpid():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
 
 
 def write_fake_run(root: Path, name: str, *, kind: str = "sft", status: str = "finished", steps: int = 20,
                    offset: float = 0.0, error: str | None = None) -> Path:
-    """A run directory with fixed numbers (no clocks), as the trainer would leave it."""
-    run = root / name
-    run.mkdir(parents=True)
+    """A run directory with fixed numbers (no clocks), as the trainer would leave it: its record,
+    metrics and text logs, and a whole checkpoint of the last step. A "running" record names no
+    live trainer: it reads "interrupted" unless a test holds the run (hold_run, stand_in_trainer)."""
+    run = RunDir(root / name)
+    run.path.mkdir(parents=True)
     info = {"kind": kind, "status": status, "pid": 0, "started": 1000.0, "finished": 1000.0 + 7 * steps,
             "iters": steps, "step": steps,
             "config": {"model": "models/tiny", "data": "data/train.jsonl", "iters": steps, "lr": 1e-4}}
     if error:
         info["error"] = error
-    (run / "run.json").write_text(json.dumps(info))
+    run.write(info)
     lines = []
     for s in range(1, steps + 1):
         ev = {"event": "train", "step": s, "train_loss": 3.0 - s * 0.08 + offset + 0.05 * (s % 3),
@@ -59,10 +67,11 @@ def write_fake_run(root: Path, name: str, *, kind: str = "sft", status: str = "f
         lines.append(ev)
         if s % 5 == 0:
             lines.append({"event": "val", "step": s, "val_loss": 3.1 - s * 0.06 + offset})
-    (run / "metrics.jsonl").write_text("".join(json.dumps(e) + "\n" for e in lines))
-    (run / "train.log").write_text("event=start\nevent=checkpoint step=%d\n" % steps)
-    (run / "checkpoints" / f"step-{steps:06d}").mkdir(parents=True)
-    return run
+    for ev in lines:
+        run.append_metric(ev)
+    run.log_path.write_text("event=start\nevent=checkpoint step=%d\n" % steps)  # no time stamps
+    make_checkpoint(run, steps)
+    return run.path
 
 
 @pytest.fixture(scope="session")

@@ -17,3 +17,17 @@ def test_cli_command_opens_the_app_with_its_options(monkeypatch):
     assert args.func(args) == 0
     assert opened["mode"] == "runs" and opened["runs_root"] == "elsewhere"
     assert tui_cmd.run(None) == 0 and opened["mode"] == "train"  # bare `localtune`
+
+
+def test_localtune_screen_option_opens_that_screen(monkeypatch):
+    import sys
+
+    from localtune.cli import main
+    from tui.app import LocaltuneApp
+
+    opened = {}
+    monkeypatch.setattr(LocaltuneApp, "run", lambda self: opened.update(mode=self.start_mode, **self.settings))
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    assert main(["--screen", "runs", "--runs-root", "elsewhere"]) == 0
+    assert opened["mode"] == "runs" and opened["runs_root"] == "elsewhere"

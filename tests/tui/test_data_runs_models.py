@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
@@ -12,6 +11,7 @@ from conftest import write_fake_run
 from textual.widgets import DataTable, OptionList
 from tui_helpers import paste_into, type_into, wait_for_workers, wait_until
 
+from localtune.runs import RunDir
 from tui import create_app, process
 from tui.widgets.curve_plot import CurvePlot, HistogramPlot
 
@@ -79,7 +79,7 @@ async def test_runs_list_curves_compare_delete(tui_env):
         await wait_until(pilot, lambda: table.row_count == 2, what="two runs listed")
         rows = {table.get_row_at(i)[0]: table.get_row_at(i) for i in range(2)}
         assert rows["dpo-b"][1] == "failed" and rows["sft-a"][1] == "finished"
-        assert rows["sft-a"][6] == "2m20s"  # duration from run.json times
+        assert rows["sft-a"][5] == "2m20s"  # duration from run.json times
         plot = screen.query_one("#runs-plot", CurvePlot)
         table.focus()
         await pilot.press("home")
@@ -97,17 +97,15 @@ async def test_runs_list_curves_compare_delete(tui_env):
         await wait_until(pilot, lambda: table.row_count == 1, what="the run to be deleted")
         assert not os.path.exists(victim)
         assert len(list((tui_env / "adapters").iterdir())) == 1
-        assert not screen.query_one("#export").disabled  # a run is selected
+        assert screen.selected is not None and screen.selected["name"] == first  # the one left
 
 
 def copy_run(trained_run, root, name: str, *, model: str | None = None):
     """A writable copy of the tiny trained run under root; `model`: pretend it was trained on that."""
     run = shutil.copytree(trained_run, root / name)
     if model is not None:
-        info = json.loads((run / "run.json").read_text())
-        info["model_path"] = model
-        info["config"]["model"] = model
-        (run / "run.json").write_text(json.dumps(info))
+        record = RunDir(run)
+        record.update(model_path=model, config={**record.read()["config"], "model": model})
     return run
 
 

@@ -1,5 +1,6 @@
-"""Snapshots of every screen at 120x36, built with the CLI's app factory. Deterministic: fixed
-fake runs (no clocks), paths shown relative to a fresh working directory, no spinners.
+"""Snapshots of every screen at 80x24 (panes stacked) and 200x60, built with the CLI's app
+factory. Deterministic: fixed fake runs (no clocks), paths shown relative to a fresh working
+directory, no spinners, no blinking cursors, no notifications.
 Update after an intended UI change: pytest tests/tui/test_snapshots.py --snapshot-update"""
 
 from __future__ import annotations
@@ -8,20 +9,20 @@ import shutil
 
 import pytest
 from conftest import write_fake_run
-from tui_helpers import wait_for_workers, wait_until
-
 from textual.widgets import Input
+from tui_helpers import wait_for_workers, wait_until
 
 from tui import create_app
 
-SIZE = (120, 36)
+SIZES = pytest.mark.parametrize("size", [(80, 24), (200, 60)], ids=["80x24", "200x60"])
 
 
-async def steady_cursor(pilot) -> None:
+async def steady(pilot) -> None:
     """A focused Input's cursor blinks on a timer: keep it on, so the picture never depends on when
-    the snapshot is taken (a fresh-clone CI run caught it mid-blink)."""
+    the snapshot is taken (a fresh-clone CI run caught it mid-blink). Toasts go too."""
     for widget in pilot.app.screen.query(Input):
         widget.cursor_blink = False
+    pilot.app.clear_notifications()
     await pilot.pause()
 
 
@@ -33,32 +34,34 @@ def runs(tui_env):
     return tui_env
 
 
-def test_train_screen_following_a_run(snap_compare, runs):
-    app = create_app(run="adapters/sft-demo")
+@SIZES
+def test_train_screen_following_a_run(snap_compare, runs, size):
+    app = create_app(run="adapters/dpo-demo")
 
     async def attached(pilot):
-        await wait_until(pilot, lambda: app.screen.run_status == "finished", what="attach")
+        await wait_until(pilot, lambda: app.screen.run_status == "failed", what="attach")
         await pilot.pause()
-        await steady_cursor(pilot)
+        await steady(pilot)
 
-    assert snap_compare(app, terminal_size=SIZE, run_before=attached)
+    assert snap_compare(app, terminal_size=size, run_before=attached)
 
 
-def test_runs_screen_comparing(snap_compare, runs):
+@SIZES
+def test_runs_screen_comparing(snap_compare, runs, size):
     app = create_app(start="runs")
 
     async def compare(pilot):
+        await wait_until(pilot, lambda: app.screen.query_one("#runs-table").row_count == 2, what="runs")
         app.screen.query_one("#runs-table").focus()
         await pilot.press("home", "m", "down")
         await pilot.pause()
-        app.clear_notifications()
-        await pilot.pause()
-        await steady_cursor(pilot)
+        await steady(pilot)
 
-    assert snap_compare(app, terminal_size=SIZE, run_before=compare)
+    assert snap_compare(app, terminal_size=size, run_before=compare)
 
 
-def test_datasets_screen_with_a_file(snap_compare, tui_env):
+@SIZES
+def test_datasets_screen_with_a_file(snap_compare, tui_env, size):
     app = create_app(start="datasets")
 
     async def open_file(pilot):
@@ -67,23 +70,25 @@ def test_datasets_screen_with_a_file(snap_compare, tui_env):
         await wait_for_workers(app)
         await wait_until(pilot, lambda: app.screen.loaded is not None, what="dataset")
         await pilot.pause()
-        await steady_cursor(pilot)
+        await steady(pilot)
 
-    assert snap_compare(app, terminal_size=SIZE, run_before=open_file)
+    assert snap_compare(app, terminal_size=size, run_before=open_file)
 
 
-def test_chat_screen_ab_mode(snap_compare, runs):
+@SIZES
+def test_chat_screen_ab_mode(snap_compare, runs, size):
     app = create_app(start="chat")
 
     async def ab(pilot):
         await pilot.press("ctrl+b")
         await pilot.pause()
-        await steady_cursor(pilot)
+        await steady(pilot)
 
-    assert snap_compare(app, terminal_size=SIZE, run_before=ab)
+    assert snap_compare(app, terminal_size=size, run_before=ab)
 
 
-def test_models_screen(snap_compare, tui_env, tiny_model_dir):
+@SIZES
+def test_models_screen(snap_compare, tui_env, tiny_model_dir, size):
     shutil.copytree(tiny_model_dir, tui_env / "models" / "tiny-llama")
     app = create_app(start="models")
 
@@ -91,6 +96,19 @@ def test_models_screen(snap_compare, tui_env, tiny_model_dir):
         await wait_for_workers(app)
         await wait_until(pilot, lambda: app.screen.query_one("#models-table").row_count == 1, what="list")
         await pilot.pause()
-        await steady_cursor(pilot)
+        await steady(pilot)
 
-    assert snap_compare(app, terminal_size=SIZE, run_before=listed)
+    assert snap_compare(app, terminal_size=size, run_before=listed)
+
+
+def test_help_screen_at_80x24(snap_compare, runs):
+    app = create_app(start="runs")
+
+    async def helped(pilot):
+        await wait_until(pilot, lambda: app.screen.query_one("#runs-table").row_count == 2, what="runs")
+        app.screen.query_one("#runs-table").focus()
+        await pilot.press("question_mark")
+        await wait_until(pilot, lambda: type(app.screen).__name__ == "HelpScreen", what="help")
+        await steady(pilot)
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=helped)

@@ -3,13 +3,13 @@ plan (predicted memory and speed) of the form's run."""
 
 from __future__ import annotations
 
-import json
 import time
 
 import pytest
 from textual.widgets import ProgressBar
 from tui_helpers import SAMPLES, paste_into, type_into, wait_for_workers, wait_until
 
+from localtune.runs import RunDir, list_checkpoints
 from tui import create_app
 from tui.widgets.curve_plot import CurvePlot
 
@@ -44,9 +44,10 @@ async def test_start_short_run_and_follow_it(tui_env, tiny_model_dir):
         assert plot.series["valid"][0] == [0, 3, 6]
         assert max(seen) > min(seen)  # the curve received points while we watched
         bar = screen.query_one("#run-progress", ProgressBar)
-        assert (bar.progress, bar.total) == (6, 6)
+        assert bar.progress == bar.total  # 100% only now that it has finished
+        assert "finished · step 6/6" in str(screen.query_one("#run-activity").render())
         assert "tok/s" in str(screen.query_one("#run-summary").render())
-        info = json.loads((tui_env / "adapters" / "tiny-run" / "run.json").read_text())
+        info = RunDir(tui_env / "adapters" / "tiny-run").read()
         assert info["status"] == "finished" and info["config"]["report_every"] == 1
 
 
@@ -92,7 +93,7 @@ async def test_stop_sends_sigterm_and_the_run_checkpoints(tui_env, tiny_model_di
         await wait_until(pilot, lambda: screen.run_status == "stopped", timeout=60, what="the stop")
         stopped_at = screen.follower.step
         assert 2 <= stopped_at < 5000
-        assert list((tui_env / "adapters" / "long" / "checkpoints").glob("step-*"))
+        assert list_checkpoints(tui_env / "adapters" / "long")
         await wait_until(pilot, lambda: screen.proc is None, timeout=20, what="the trainer to exit")
         # resume from the checkpoint: the same run directory goes on past where it stopped
         await pilot.press("ctrl+r")
@@ -126,7 +127,7 @@ async def test_dpo_run_plots_reward_accuracy_and_margin(tui_env, tiny_model_dir)
         assert dpo.display
         assert {"reward acc", "margin", "val reward acc", "val margin"} <= set(dpo.series)
         assert dpo.series["reward acc"][0] == [1, 2] and dpo.series["val margin"][0] == [0, 1, 2]
-        assert "reward acc" in str(screen.query_one("#run-summary").render())
+        assert "acc " in str(screen.query_one("#run-summary").render())
 
 
 async def test_plan_shows_the_prediction_for_the_form(tui_env, tiny_model_dir, monkeypatch):

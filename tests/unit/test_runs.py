@@ -4,18 +4,17 @@ checkpoints are whole. Pure files and processes: no model."""
 import json
 import os
 import socket
-import struct
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from run_dirs import make_checkpoint
 
 from localtune.errors import RunError
 from localtune.runs import (
     RunDir,
     adapter_runs,
-    checkpoint_dir,
     checkpoint_problem,
     delete_run,
     is_run_dir,
@@ -33,21 +32,6 @@ def make_run(root: Path, name: str, status="finished", pid=0, **record) -> RunDi
     run.path.mkdir(parents=True)
     run.write({"kind": "sft", "status": status, "pid": pid, "started": 1.0, "config": {"iters": 4}, **record})
     return run
-
-
-def write_safetensors(path: Path, nbytes: int = 16) -> None:
-    header = json.dumps({"w": {"dtype": "F32", "shape": [nbytes // 4], "data_offsets": [0, nbytes]}}).encode()
-    path.write_bytes(struct.pack("<Q", len(header)) + header + b"\0" * nbytes)
-
-
-def make_checkpoint(run: RunDir, step: int) -> Path:
-    ckpt = checkpoint_dir(run.path, step)
-    ckpt.mkdir(parents=True)
-    write_safetensors(ckpt / layout.ADAPTER_FILE)
-    write_safetensors(ckpt / layout.OPTIMIZER_FILE)
-    (ckpt / layout.ADAPTER_CONFIG_FILE).write_text("{}")
-    (ckpt / layout.STATE_FILE).write_text(json.dumps({"loop": {"step": step}, "data": {}}))
-    return ckpt
 
 
 def lock_as(run: RunDir, pid: int, **extra) -> None:

@@ -1,6 +1,7 @@
-"""Runs: every run with status, kind, data, final losses and duration; curves, config, compare
-two runs on one plot, watch (re-attach), resume, delete and export (peft | fused | gguf, optional
-hub push) in a thread worker."""
+"""Runs: every run with status, kind, final losses and duration; curves and config; and what to
+do next with a run in one key: watch, chat with it, DPO from it, evaluate it, clone its config,
+compare, resume, delete, export (peft | fused | gguf, optional hub push). The list refreshes
+itself and keeps the selected run selected."""
 
 from __future__ import annotations
 
@@ -11,19 +12,27 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import Button, DataTable, Footer, Header, Static
+from textual.widgets import Button, DataTable, Footer, Static
+from textual.worker import get_current_worker
 
 from localtune.errors import LocaltuneError
-from localtune.runs import LIVE, delete_run
+from localtune.runs import LIVE, RESUMABLE, delete_run
+from localtune.runs import has_adapter as holds_adapter
+from tui import jobs
 from tui.base import BaseScreen
 from tui.dialogs import ConfirmDialog
 from tui.follow import LOSS_SERIES, load_run
-from tui.messages import ExportDone
+from tui.messages import ExportDone, JobDone
 from tui.render import relative
 from tui.widgets.curve_plot import CurvePlot
 from tui.widgets.export_dialog import ExportDialog
+from tui.widgets.nav_bar import NavBar
 
-COLUMNS = (("run", 16), ("status", 11), ("kind", 4), ("data", 16), ("train", 7), ("valid", 7), ("time", 7))
+COLUMNS = (("run", 19), ("status", 10), ("kind", 4), ("train", 6), ("valid", 6), ("time", 6), ("data", 10))
+REFRESH_SECONDS = 2.0
+# button id -> action; the buttons show the same actions as the keys, for the mouse
+BUTTONS = (("watch", "Watch"), ("chat", "Chat"), ("dpo", "DPO"), ("evaluate", "Eval"), ("clone", "Clone"),
+           ("mark", "Compare"), ("resume", "Resume"), ("delete", "Delete"), ("export", "Export"))
 
 
 def duration(run: dict) -> str:
@@ -38,43 +47,56 @@ def duration(run: dict) -> str:
 
 
 def _loss(value) -> str:
-    return f"{value:.4f}" if isinstance(value, (int, float)) else "-"
+    return f"{value:.3f}" if isinstance(value, (int, float)) else "-"
+
+
+def has_adapter(run: dict) -> bool:
+    return holds_adapter(run["path"])
 
 
 class RunsScreen(BaseScreen):
+    # The table needs ~80 columns: side by side with the plot only from 130.
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (130, "-wide")]
     BINDINGS = [
-        Binding("w", "watch", "Watch"),
-        Binding("m", "mark", "Compare"),
-        Binding("ctrl+r", "resume", "Resume"),
-        Binding("d", "delete", "Delete"),
-        Binding("e", "export", "Export"),
-        Binding("g", "refresh", "Refresh"),
+        Binding("w", "watch", "Watch", tooltip="watch it on the Train screen (live while it trains)"),
+        Binding("c", "chat", "Chat", tooltip="chat with this run's adapter (Chat screen, loaded at once)"),
+        Binding("p", "dpo", "DPO", tooltip="DPO from this run: the Train form set to DPO, starting from its adapter"),
+        Binding("v", "evaluate", "Eval", tooltip="evaluate this run (localtune eval --adapter RUN); shows the result"),
+        Binding("n", "clone", "Clone", tooltip="clone: the Train form filled with this run's config"),
+        Binding("m", "mark", "Compare", tooltip="compare: overlay its curves with the next run you select (m again: off)"),
+        Binding("ctrl+r", "resume", "Resume", tooltip="resume a stopped or failed run from its last checkpoint"),
+        Binding("d", "delete", "Delete", tooltip="delete the run and its checkpoints (asks y/n)"),
+        Binding("e", "export", "Export", tooltip="export: peft, fused or gguf, optionally pushed to the hub"),
+        Binding("g", "refresh", "Refresh now", show=False),
     ]
+    HELP = ("enter on a run: watch it (live if it trains) on the Train screen.",
+            "Keys act on the selected run and show only when they apply (chat/DPO/eval/export need "
+            "a saved adapter; resume a stopped or failed run).",
+            f"The list refreshes itself every {REFRESH_SECONDS:.0f} s and keeps your selection.")
 
     def __init__(self) -> None:
         super().__init__()
         self.runs: list[dict] = []
         self.selected: dict | None = None
         self.compare: dict | None = None
+        self._rows_signature: tuple = ()
+        self.job_running = False
 
     def compose(self) -> ComposeResult:
-        yield Header()
-        with Horizontal():
-            with Vertical(id="runs-left"):
+        yield NavBar()
+        with Horizontal(id="runs-body", classes="body"):
+            with Vertical(id="runs-left", classes="pane-a"):
                 yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
-                with Horizontal(classes="buttons"):
-                    yield Button("Watch", id="watch", variant="primary")
-                    yield Button("Compare", id="mark")
-                    yield Button("Resume", id="resume")
-                    yield Button("Delete", id="delete", variant="error")
-                    yield Button("Export", id="export", disabled=True)
+                with Horizontal(classes="buttons", id="runs-buttons"):
+                    for bid, label in BUTTONS:
+                        yield Button(label, id=bid, compact=True, variant="error" if bid == "delete" else "default")
                 yield Static("", id="error", classes="error")
                 yield Static("", id="runs-status", markup=False)
-            with Vertical(id="runs-right"):
+            with Vertical(id="runs-right", classes="pane-b"):
                 yield CurvePlot("loss", id="runs-plot")
                 with VerticalScroll(id="runs-config-box"):
-                    yield Static("select a run", id="runs-config")
-        yield Footer()
+                    yield Static("select a run", id="runs-config", markup=False)
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#error").display = False
@@ -82,41 +104,64 @@ class RunsScreen(BaseScreen):
         table = self.query_one(DataTable)
         for label, width in COLUMNS:
             table.add_column(label, width=width)
+        self.set_interval(REFRESH_SECONDS, self._refresh_tick)
 
     def on_screen_resume(self) -> None:
         self.action_refresh()
 
+    def _refresh_tick(self) -> None:
+        if self.is_current:
+            self.action_refresh()
+
+    # -- the list --------------------------------------------------------------------------
     def action_refresh(self) -> None:
         from localtune.runs import list_runs
 
+        runs = list_runs(self.app.settings["runs_root"])
+        signature = tuple((r["path"], r.get("status"), r.get("step"), r.get("final_train_loss"),
+                           r.get("final_val_loss"), r.get("finished"), has_adapter(r), duration(r)) for r in runs)
+        if signature == self._rows_signature:
+            if self.selected and self.selected.get("status") in LIVE:
+                self.select(self.selected)  # its curves grow
+            return
+        self._rows_signature = signature
         table = self.query_one(DataTable)
-        self.runs = list_runs(self.app.settings["runs_root"])
+        keep = self.selected["path"] if self.selected else None
+        old_row = table.cursor_row
+        self.runs = runs
         table.clear()
-        for r in self.runs:
+        for r in runs:
             data = r.get("config", {}).get("data")
-            table.add_row(r["name"], r.get("status", "?"), r.get("kind", "?"), relative(data) if data else "-",
-                          _loss(r.get("final_train_loss")), _loss(r.get("final_val_loss")), duration(r),
+            table.add_row(r["name"], r.get("status", "?"), r.get("kind", "?"), _loss(r.get("final_train_loss")),
+                          _loss(r.get("final_val_loss")), duration(r), relative(data) if data else "-",
                           key=r["path"])
-        self.query_one("#export", Button).disabled = not self.runs
-        if self.runs:
-            self.select(self.runs[min(table.cursor_row, len(self.runs) - 1)])
-        else:
+        if not runs:
             self.selected = None
+            self.query_one("#runs-plot", CurvePlot).set_series({})
             self.query_one("#runs-config", Static).update(
                 f"no runs under {self.app.settings['runs_root']}: start one on the Train screen (F1)")
+            self.refresh_bindings()
+            return
+        paths = [r["path"] for r in runs]
+        # the same run stays selected; if it is gone (deleted), the one now in its place
+        row = paths.index(keep) if keep in paths else min(max(old_row, 0), len(runs) - 1)
+        table.move_cursor(row=row, animate=False)
+        self.select(runs[row])
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        key = event.row_key.value
-        run = next((r for r in self.runs if r["path"] == key), None)
-        if run is not None and run is not self.selected:
-            self.select(run)
+        # Where the cursor is now, not where the event says: a rebuild posts highlights of rows
+        # the cursor has already left (clear() goes to the top before the selection is restored).
+        row = self.query_one(DataTable).cursor_row
+        if 0 <= row < len(self.runs):
+            run = self.runs[row]
+            if self.selected is None or run["path"] != self.selected["path"]:
+                self.select(run)
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         self.action_watch()
 
     def select(self, run: dict) -> None:
         self.selected = run
-        self.query_one("#export", Button).disabled = False
         series = {}
         for r, prefix in ((run, ""), (self.compare, "B ")):
             if r is None or (prefix and r["path"] == run["path"]):
@@ -130,7 +175,31 @@ class RunsScreen(BaseScreen):
         if self.compare:
             text = f"comparing with {self.compare['name']} (m on it again to stop)\n\n" + text
         self.query_one("#runs-config", Static).update(text)
+        self._update_buttons()
 
+    def _update_buttons(self) -> None:
+        for bid, _ in BUTTONS:
+            self.query_one(f"#{bid}", Button).disabled = not self.check_action(bid, ())
+        self.refresh_bindings()
+
+    def check_action(self, action: str, parameters) -> bool | None:
+        """Keys (and buttons) only for what the selected run allows."""
+        run = self.selected
+        if action in ("refresh",) or action not in {b for b, _ in BUTTONS}:
+            return True
+        if run is None:
+            return False
+        status = run.get("status")
+        if action in ("chat", "dpo", "evaluate", "export"):
+            ok = has_adapter(run) and status not in LIVE
+            return ok and not (action == "evaluate" and self.job_running)
+        if action == "resume":
+            return status in RESUMABLE
+        if action == "delete":
+            return status not in LIVE
+        return True
+
+    # -- actions ---------------------------------------------------------------------------
     def on_button_pressed(self, event: Button.Pressed) -> None:
         getattr(self, f"action_{event.button.id}")()
 
@@ -142,6 +211,51 @@ class RunsScreen(BaseScreen):
     def action_watch(self) -> None:
         if self._need_run():
             self.app.watch_run(self.selected["path"])
+
+    def action_chat(self) -> None:
+        if self._need_run():
+            self.app.chat_with(self.selected["path"])
+
+    def action_dpo(self) -> None:
+        run = self._need_run()
+        if not run:
+            return
+        values = {"adapter": relative(run["path"])}
+        model = run.get("config", {}).get("model")
+        if model:
+            values["model"] = model
+        self.app.fill_train_form("dpo", values, focus="data",
+                                 note=f"DPO from {run['name']}: pick preference data (train data) and start (ctrl+s)")
+
+    def action_clone(self) -> None:
+        run = self._need_run()
+        if not run:
+            return
+        self.app.fill_train_form(run.get("kind", "sft"), dict(run.get("config", {})), focus="name",
+                                 note=f"the config of {run['name']}: change what you like and start (ctrl+s)")
+
+    def action_evaluate(self) -> None:
+        run = self._need_run()
+        if not run or self.job_running:
+            return
+        args = jobs.eval_command(run["path"], self.app.settings.get("eval_command"))
+        self.job_running = True
+        self._update_buttons()
+        self._show_status(f"evaluating {run['name']} ... ({' '.join(args[-3:])}); the result opens when done")
+        self.run_job(f"evaluate {run['name']}", args)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="job")
+    def run_job(self, title: str, args: list[str]) -> None:
+        worker = get_current_worker()
+        (code, output), seconds = jobs.timed(jobs.run_command, args, self.app.settings.get("cwd"),
+                                             lambda: worker.is_cancelled)
+        self.post_message(JobDone(title, code, output, seconds))
+
+    def on_job_done(self, msg: JobDone) -> None:
+        self.job_running = False
+        self._update_buttons()
+        self._show_status(f"{msg.title}: {'done' if msg.code == 0 else f'failed (exit code {msg.code})'}")
+        self.app.push_screen(jobs.OutputDialog(msg.title, msg.code, msg.output, msg.seconds))
 
     def action_mark(self) -> None:
         if not self._need_run():
@@ -171,7 +285,8 @@ class RunsScreen(BaseScreen):
                     self.show_error(str(e))
                     return
                 self.notify(f"deleted {run['name']}")
-                self.selected = self.compare = None
+                if self.compare is not None and self.compare["path"] == run["path"]:
+                    self.compare = None
                 self.action_refresh()
 
         self.app.push_screen(ConfirmDialog(f"Delete run {run['name']} and its checkpoints?"), answer)
@@ -211,11 +326,12 @@ class RunsScreen(BaseScreen):
         self.post_message(ExportDone(fmt, str(path), url, push_error))
 
     def on_export_done(self, msg: ExportDone) -> None:
-        self.query_one("#export", Button).disabled = self.selected is None
+        self._update_buttons()
         text = f"exported ({msg.fmt}): {relative(msg.path)}"
         if msg.url:
             text += f"\npushed: {msg.url}"
         self._show_status(text)
+        self.action_refresh()  # an export inside the run changes nothing listed, but keeps the selection
         if msg.push_error:
             self.show_error(f"exported to {relative(msg.path)}, but the push failed: {msg.push_error}")
         else:
@@ -223,8 +339,11 @@ class RunsScreen(BaseScreen):
 
     def worker_failed(self, worker) -> None:
         if worker.group == "export":
-            self.query_one("#export", Button).disabled = self.selected is None
+            self._update_buttons()
             self.query_one("#runs-status").display = False
+        elif worker.group == "job":
+            self.job_running = False
+            self._update_buttons()
 
     def _show_status(self, text: str) -> None:
         status = self.query_one("#runs-status", Static)
