@@ -16,6 +16,7 @@ from mlx_lm.generate import stream_generate
 from mlx_lm.sample_utils import make_sampler
 
 from localtune.lora import adapter_layers, load_adapter, set_adapter_enabled
+from localtune.models.identity import warn_if_other_base
 
 
 @dataclass
@@ -54,9 +55,11 @@ class ChatSession:
              on_event=None) -> "ChatSession":
         from localtune.models import load_model, resolve_model
 
-        model, tokenizer = load_model(resolve_model(model_spec, on_event=on_event))
+        path = resolve_model(model_spec, on_event=on_event)
+        model, tokenizer = load_model(path)
         if adapter:
             load_adapter(model, adapter)
+            warn_if_other_base(adapter, path, on_event)
         return cls(model, tokenizer, system, adapter_path=str(adapter) if adapter else None)
 
     @property

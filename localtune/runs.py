@@ -83,11 +83,16 @@ class RunDir:
     # -- run.json ---------------------------------------------------------------------------
     def read(self) -> dict:
         try:
-            return json.loads((self.path / RUN_FILE).read_text())
+            info = json.loads((self.path / RUN_FILE).read_text())
         except FileNotFoundError:
             raise RunError(f"{self.path}: not a run directory (no {RUN_FILE})") from None
-        except json.JSONDecodeError as e:
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise RunError(f"{self.path / RUN_FILE}: unreadable: {e}") from None
+        except IsADirectoryError:
+            raise RunError(f"{self.path / RUN_FILE}: is a directory, not a run file") from None
+        if not isinstance(info, dict):
+            raise RunError(f"{self.path / RUN_FILE}: unreadable: not a JSON object")
+        return info
 
     def exists(self) -> bool:
         return (self.path / RUN_FILE).exists()

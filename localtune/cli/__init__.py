@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 
 from localtune.errors import LocaltuneError
@@ -24,9 +26,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(BaseException):
+    """SIGTERM outside training (which answers it by checkpointing): unwind so temp outputs go."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
+
+
+def _quiet_stdout() -> None:
+    """After a broken pipe: point stdout at /dev/null so the interpreter's final flush is silent."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+# Exit statuses scripts can tell apart (README, "What localtune guarantees").
+EXIT_ERROR = 2  # a clear one-line error: bad input, full disk, damaged file, refused output
+EXIT_SIGINT = 130  # stopped by Ctrl-C (a training run checkpoints first)
+EXIT_SIGPIPE = 141  # output closed early (`| head`): quiet, like other Unix tools
+EXIT_SIGTERM = 143  # stopped by SIGTERM (a training run checkpoints first)
+
+
 def main(argv: list[str] | None = None) -> int:
+    from localtune.ioerrors import user_error
+    from localtune.safetext import printable
+
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except BrokenPipeError:  # --help into `| head`
+        _quiet_stdout()
+        return EXIT_SIGPIPE
     if not getattr(args, "func", None):  # bare `localtune`: the terminal UI, on a terminal
         if not (sys.stdin.isatty() and sys.stdout.isatty()):
             parser.print_help()
@@ -34,11 +67,23 @@ def main(argv: list[str] | None = None) -> int:
         from localtune.cli import tui_cmd
 
         return tui_cmd.run(None)
+    signal.signal(signal.SIGTERM, _terminate)
     try:
-        return int(args.func(args) or 0)
-    except LocaltuneError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        status = int(args.func(args) or 0)
+        sys.stdout.flush()  # inside the try: a closed pipe shows up here, not at exit
+        return status
+    except BrokenPipeError:
+        _quiet_stdout()
+        return EXIT_SIGPIPE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_SIGINT
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return EXIT_SIGTERM
+    except (LocaltuneError, OSError, RuntimeError) as e:
+        error = user_error(e)
+        if error is None:
+            raise  # not a user's problem but a bug: show where
+        print(f"error: {printable(str(error))}", file=sys.stderr)
+        return EXIT_ERROR

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
+
+from localtune.safetext import printable
 
 HELP = """commands: /reset (forget the conversation)  /system TEXT (set the system prompt)
           /adapter on|off  /temp X  /quit"""
@@ -26,13 +29,17 @@ def model_for_adapter(model: str | None, adapter: str | None) -> str | None:
     """Default to the model the run was trained on."""
     if model or not adapter:
         return model
-    from localtune.runs import RunDir
+    from localtune.errors import RunError
+    from localtune.runs import RUN_FILE, RunDir
 
+    if not (Path(adapter) / RUN_FILE).exists():
+        return None  # an mlx_lm adapter directory: the default model
     try:
         info = RunDir(adapter).read()
-    except Exception:
-        return None
-    return info.get("model_path") or info.get("config", {}).get("model")
+    except RunError as e:  # never guess the base: a wrong one answers nonsense without an error
+        raise RunError(f"{e}; give the base model with --model") from None
+    config = info.get("config") if isinstance(info.get("config"), dict) else {}
+    return info.get("model_path") or config.get("model")
 
 
 def run(args) -> int:
@@ -41,12 +48,15 @@ def run(args) -> int:
 
     if args.compare and not args.adapter:
         raise LocaltuneError("--compare needs --adapter RUN_DIR (base vs tuned)")
-    session = ChatSession.open(model_for_adapter(args.model, args.adapter), args.adapter, args.system)
+    from localtune.cli.notices import show_warning
+
+    session = ChatSession.open(model_for_adapter(args.model, args.adapter), args.adapter, args.system,
+                               on_event=show_warning)
     sampling = Sampling(args.temperature, args.top_p, args.max_tokens, args.seed)
     if args.prompt is not None:
         if args.compare:
             for name, text in session.compare(args.prompt, sampling).items():
-                print(f"--- {name} ---\n{text}\n")
+                print(f"--- {name} ---\n{printable(text)}\n")
         else:
             _stream(session, args.prompt, sampling)
         return 0
@@ -55,7 +65,7 @@ def run(args) -> int:
 
 def _stream(session, prompt, sampling) -> None:
     for piece in session.stream(prompt, sampling):
-        sys.stdout.write(piece)
+        sys.stdout.write(printable(piece))  # a model can emit escape sequences too
         sys.stdout.flush()
     sys.stdout.write("\n")
 
@@ -97,7 +107,7 @@ def repl(session, sampling, compare: bool) -> int:
         try:
             if compare:
                 for name, text in session.compare(line, sampling).items():
-                    print(f"[{name}] {text}")
+                    print(f"[{name}] {printable(text)}")
             else:
                 sys.stdout.write("bot> ")
                 _stream(session, line, sampling)

@@ -11,6 +11,15 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 MAX_PROBLEMS_SHOWN = 10
 
 
+def _safe(text) -> str:
+    """Data text as rich prints it literally: no terminal escapes, no "[markup]" taken as style."""
+    from rich.markup import escape
+
+    from localtune.safetext import printable
+
+    return escape(printable(str(text), one_line=True))
+
+
 class TrainingDisplay:
     def __init__(self, console: Console | None = None):
         self.console = console or Console(stderr=False)
@@ -40,12 +49,12 @@ class TrainingDisplay:
         if kind == "data_problem":
             self.problems += 1
             if self.problems <= MAX_PROBLEMS_SHOWN:
-                self.console.print(f"[yellow]skipped[/] {e['message']}", highlight=False)
+                self.console.print(f"[yellow]skipped[/] {_safe(e['message'])}", highlight=False)
             elif self.problems == MAX_PROBLEMS_SHOWN + 1:
                 self.console.print("[yellow]... more problems: run `localtune data check FILE`[/]")
         elif kind == "data":
             extra = "".join(f", {e[k]} {k}" for k in ("problems", "truncated", "dropped") if e.get(k))
-            self.console.print(f"{e['file']}: {e['path']} ({e['format']}): {e['usable']} rows, "
+            self.console.print(f"{e['file']}: {_safe(e['path'])} ({e['format']}): {e['usable']} rows, "
                                f"{e['tokens']} tokens{extra}", highlight=False)
         elif kind in ("download", "import"):
             if e.get("message"):  # per-file progress events carry no message: too chatty for a log
@@ -89,6 +98,8 @@ class TrainingDisplay:
         elif kind == "stopped":
             self.close()
             self.console.print(f"[yellow]stopped at step {e['step']}; checkpoint saved[/]")
+        elif kind == "warning":
+            self.console.print(f"[yellow]warning:[/] {_safe(e['message'])}", highlight=False)
         elif kind == "skipped":
             self.console.print(f"[yellow]step {e['step']}: skipped batch ({e['reason']})[/]")
 

@@ -85,14 +85,64 @@ def _test_pause() -> None:
         time.sleep(float(delay))
 
 
-def save_error(run_dir: Path, step: int, err: OSError) -> RunError:
-    """A clear message for a save that failed (disk full, permissions), naming what is still good."""
+def _intact(run_dir: Path) -> str:
     last = latest_checkpoint(run_dir)
-    intact = f"the last good checkpoint {last.name} is intact" if last else "no checkpoint was saved yet"
-    what = ("no space left on device" if err.errno == errno.ENOSPC
-            else (err.strerror or str(err)).lower())
+    return f"the last good checkpoint {last.name} is intact" if last else "no checkpoint was saved yet"
+
+
+def _what(err: OSError) -> str:
+    return "no space left on device" if err.errno == errno.ENOSPC else (err.strerror or str(err)).lower()
+
+
+def _go_on(run_dir: Path, kind: str | None = None) -> str:
+    if kind is None:
+        try:
+            kind = json.loads((Path(run_dir) / "run.json").read_text()).get("kind") or "sft"
+        except (OSError, ValueError, AttributeError):
+            kind = "sft"
+    return f"fix that, then go on with `localtune train {kind} --resume {run_dir}`"
+
+
+def save_error(run_dir: Path, step: int, err: OSError) -> RunError:
+    """A clear message for a save that failed (disk full, permissions), naming what is still good
+    and the command that goes on from it."""
     where = f" ({err.filename})" if err.filename else ""
-    return RunError(f"{run_dir}: {what} while saving checkpoint step-{step:06d}{where}; {intact}")
+    return RunError(f"{run_dir}: {_what(err)} while saving checkpoint step-{step:06d}{where}; "
+                    f"{_intact(run_dir)}; {_go_on(run_dir)}")
+
+
+def storage_error(run_dir: Path, err: OSError, kind: str) -> RunError:
+    """Any other write of a run that failed (its log, metrics, run.json): what is still good, and
+    the command that goes on once there is space again."""
+    where = f" writing {err.filename}" if err.filename else ""
+    try:
+        intact = _intact(run_dir)
+    except OSError:
+        intact = "its checkpoints could not be listed"
+    return RunError(f"{run_dir}: {_what(err)}{where}; {intact}; {_go_on(run_dir, kind)}")
+
+
+def failed_before_start(run) -> bool:
+    """A run that failed before its first step (a damaged model, a full disk at start): it holds
+    no checkpoint and no metrics, so the same command may simply be run again into it."""
+    try:
+        info = run.read()
+    except RunError:
+        return False
+    metrics = run.path / "metrics.jsonl"
+    return (info.get("status") == "failed" and not list_checkpoints(run.path)
+            and not (metrics.exists() and metrics.stat().st_size))
+
+
+def record_end(run, *, log: str | None = None, **fields) -> None:
+    """Say in run.json how a run ended, if the disk still lets us: on a full or read-only disk the
+    error being raised matters more than the record of it."""
+    try:
+        run.update(**fields)
+        if log:
+            run.log(log)
+    except (OSError, RunError):
+        pass
 
 
 def remove_partial_writes(run_dir: Path) -> list[Path]:
@@ -142,13 +192,27 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 def load_checkpoint(path: Path, model, optimizer) -> tuple[LoopState, dict, dict]:
     """Restore adapter weights and optimizer state; returns (loop state, data position, config)."""
+    from localtune.errors import LocaltuneError
+    from localtune.ioerrors import check_safetensors, mlx_reads
+
     path = Path(path)
+    todo = "the checkpoint is damaged: delete it to resume from an older one"
     try:
         info = json.loads((path / STATE_FILE).read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise RunError(f"{path / STATE_FILE}: unreadable checkpoint state: {e}") from None
-    load_adapter_weights(model, path / "adapters.safetensors")
-    opt = mx.load(str(path / "optimizer.safetensors"))
-    optimizer.state = tree_unflatten(list(opt.items()))
-    mx.eval(optimizer.state)
-    return LoopState(**info["loop"]), info["data"], info.get("config", {})
+        state = LoopState(**info["loop"])
+        data = info["data"]
+        if not isinstance(data, dict):
+            raise TypeError("data position is not an object")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise RunError(f"{path / STATE_FILE}: unreadable checkpoint state: {e}; {todo}") from None
+    try:
+        opt_file = path / "optimizer.safetensors"
+        check_safetensors(opt_file, todo)
+        load_adapter_weights(model, path / "adapters.safetensors")
+        with mlx_reads(opt_file, todo):
+            opt = mx.load(str(opt_file))
+            optimizer.state = tree_unflatten(list(opt.items()))
+            mx.eval(optimizer.state)
+    except LocaltuneError as e:
+        raise RunError(str(e)) from None  # one kind for every damaged checkpoint
+    return state, data, info.get("config", {})

@@ -22,6 +22,8 @@ from localtune import backend
 from localtune.config import TrainConfig
 from localtune.errors import LocaltuneError, RunError
 from localtune.lora import LoraSpec, attach_lora, load_adapter, save_adapter, spec_summary
+from localtune.models.identity import warn_if_other_base
+from localtune.outputs import check_new_run_dir
 from localtune.runs import DEFAULT_ROOT, RunDir, default_run_name
 from localtune.train import checkpoint as ckpt
 from localtune.train import reporting
@@ -98,8 +100,9 @@ def run_training(
         cfg = resume_config(run, overrides or {}, cfg_cls)
     else:
         run = dp.run(RunDir(cfg.out or DEFAULT_ROOT / default_run_name(task_factory(cfg).kind)))
-        if run.exists():
+        if run.exists() and not ckpt.failed_before_start(run):  # a run that never started may be retried
             raise RunError(f"{run.path}: already a run directory; use --resume {run.path} or another --out")
+        check_new_run_dir(run.path)  # never into a directory of someone else's files
     task = task_factory(cfg)
     run.acquire()
 
@@ -123,6 +126,7 @@ def run_training(
         emit({"event": "model", "path": str(model_path)})
         if cfg.adapter:
             spec = load_adapter(model, cfg.adapter)
+            warn_if_other_base(cfg.adapter, model_path, emit)
         else:
             spec = cfg.lora_spec()
             attach_lora(model, spec)
@@ -184,17 +188,21 @@ def run_training(
         msg = (f"failed: non-finite loss at step {e.step}" if "loss" in str(e) else f"failed: {e}")
         hint = (f"resume from {last.name} with a lower --lr: localtune train {task.kind} --resume {run.path} "
                 f"--lr {cfg.lr / 4:g}" if last else "start again with a lower --lr, or use --skip-nonfinite")
-        run.update(status="failed", error=f"{msg}; {hint}", finished=time.time())
+        ckpt.record_end(run, status="failed", error=f"{msg}; {hint}", finished=time.time())
         raise LocaltuneError(f"{run.path}: {msg}; {hint}") from None
     except LocaltuneError as e:
-        run.update(status="failed", error=str(e), finished=time.time())
+        ckpt.record_end(run, status="failed", error=str(e), finished=time.time())
         raise
+    except OSError as e:  # disk full or read-only mid-run: say what is still good and how to go on
+        err = ckpt.storage_error(run.path, e, task.kind)
+        ckpt.record_end(run, status="failed", error=str(err), finished=time.time())
+        raise err from None
     except KeyboardInterrupt:
-        run.update(status="stopped", finished=time.time())
+        ckpt.record_end(run, status="stopped", finished=time.time())
         raise
     except BaseException as e:
-        run.update(status="failed", error=f"{type(e).__name__}: {e}", finished=time.time())
-        run.log(traceback.format_exc())
+        ckpt.record_end(run, status="failed", error=f"{type(e).__name__}: {e}", finished=time.time(),
+                        log=traceback.format_exc())
         raise
     finally:
         run.release()
