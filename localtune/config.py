@@ -135,6 +135,8 @@ def read_yaml(path: str | Path, *, extra_keys: tuple[str, ...] = ()) -> dict:
         data = yaml.safe_load(text)
     except FileNotFoundError:
         raise LocaltuneError(f"{path}: config file not found") from None
+    except UnicodeDecodeError as e:
+        raise LocaltuneError(f"{path}: not a text (UTF-8) YAML file ({e.reason} at byte {e.start})") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f"{mark.line + 1}" if mark else "1"

@@ -66,6 +66,14 @@ def _protected_contents(directory: Path) -> str | None:
     return None
 
 
+def _shown(p: Path) -> str:
+    """A path as short as it can read: relative to the working directory when it lies inside."""
+    try:
+        return str(p.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(p)
+
+
 def _refuse(out: Path, why: str, todo: str) -> OutputRefused:
     return OutputRefused(f"{out}: {why}; {todo}")
 
@@ -88,15 +96,15 @@ def check_output(out: str | os.PathLike, *, kind: str = "dir", force: bool = Fal
     for src in (Path(s).resolve() for s in sources if s):
         model_src = src.is_dir() and _is_model_dir(src)
         if real == src or _inside(src, real):
-            raise _refuse(out, f"is {'' if real == src else 'around '}the input {src} of this command",
+            raise _refuse(out, f"is {'' if real == src else 'around '}the input {_shown(src)} of this command",
                           other)
         if model_src and _inside(real, src):
-            raise _refuse(out, f"is inside the input model {src}", other)
+            raise _refuse(out, f"is inside the input model {_shown(src)}", other)
     run = _run_around(real)
     if run is not None:
         top = real.relative_to(run).parts[:1]
         if not top or not top[0].startswith(EXPORT_PREFIX):
-            what = "is the run directory" if not top else f"is part of the run directory {run}"
+            what = "is the run directory" if not top else f"is part of the run directory {_shown(run)}"
             raise _refuse(out, what, f"{other} (localtune never replaces a run's files)")
     cwd, home = Path.cwd().resolve(), Path.home().resolve()
     for keep, name in ((cwd, "the working directory"), (home, "the home directory")):

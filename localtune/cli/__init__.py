@@ -67,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
         from localtune.cli import tui_cmd
 
         return tui_cmd.run(None)
+    if args.command == "tui" and not (sys.stdin.isatty() and sys.stdout.isatty()):
+        print("error: the terminal UI needs a terminal (its input and output are not one); use the "
+              "other commands in scripts", file=sys.stderr)
+        return EXIT_ERROR
     signal.signal(signal.SIGTERM, _terminate)
     try:
         status = int(args.func(args) or 0)
