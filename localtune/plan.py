@@ -14,7 +14,6 @@ calibrated on SmolLM2-135M on the CPU backend with OpenBLAS (see bench/NOTES.md)
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 # Floats kept per token per trained block: ~8 hidden-sized (norm inputs/outputs, q/k/v/o inputs,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from localtune.safetext import printable
 
@@ -30,12 +29,14 @@ def model_for_adapter(model: str | None, adapter: str | None) -> str | None:
     if model or not adapter:
         return model
     from localtune.errors import RunError
-    from localtune.runs import RUN_FILE, RunDir
+    from localtune.models.identity import owning_run
+    from localtune.runs import RunDir
 
-    if not (Path(adapter) / RUN_FILE).exists():
+    run = owning_run(adapter)  # the run itself, or the run of one of its checkpoints
+    if run is None:
         return None  # an mlx_lm adapter directory: the default model
     try:
-        info = RunDir(adapter).read()
+        info = RunDir(run).read()
     except RunError as e:  # never guess the base: a wrong one answers nonsense without an error
         raise RunError(f"{e}; give the base model with --model") from None
     config = info.get("config") if isinstance(info.get("config"), dict) else {}

@@ -29,13 +29,23 @@ def model_fingerprint(model_dir: str | Path) -> str:
     return h.hexdigest()
 
 
+def owning_run(adapter: str | Path) -> Path | None:
+    """The run directory an adapter directory belongs to: itself, or for a checkpoint
+    (RUN/checkpoints/step-N) its run; None for an adapter outside any run (mlx_lm's)."""
+    adapter = Path(adapter)
+    for candidate in (adapter, adapter.parent.parent if adapter.parent.name == "checkpoints" else None):
+        if candidate is not None and (candidate / "run.json").exists():
+            return candidate
+    return None
+
+
 def recorded_base(run: str | Path) -> str | None:
-    """The base model path a run directory says it was trained on (run.json's model_path, else its
-    config's model; an mlx_lm adapter directory's "model"), or None."""
+    """The base model path a run directory (or one of its checkpoints) says it was trained on
+    (run.json's model_path; an mlx_lm adapter directory's "model"), or None."""
     run = Path(run)
     for name, keys in (("run.json", ("model_path",)), ("adapter_config.json", ("model",))):
         try:
-            info = json.loads((run / name).read_text())
+            info = json.loads(((owning_run(run) or run) / name).read_text())
         except (OSError, ValueError):
             continue
         if not isinstance(info, dict):

@@ -3,7 +3,6 @@ silent guess: truncated model weights (header or tail), a garbage config.json, a
 adapter_config.json of the wrong shape, a run.json that is not an object, a checkpoint whose
 optimizer state or trainer state is damaged."""
 
-import json
 import os
 import shutil
 import subprocess

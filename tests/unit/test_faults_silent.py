@@ -161,3 +161,14 @@ def test_a_run_that_failed_before_its_first_step_can_be_run_again(tmp_path, tiny
     again = localtune(*args, "--model", tiny_model_dir)  # was: "already a run directory; use --resume"
     assert again.returncode == 0, again.stderr
     assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "finished"
+
+
+def test_chat_with_a_checkpoint_takes_its_runs_base(tiny_run, tiny_model_dir):
+    """A checkpoint has no run.json: its run's says the base (was: the default model, then an
+    "adapter does not fit" error that sent users looking for the wrong cause)."""
+    from localtune.cli.chat_cmd import model_for_adapter
+    from localtune.models.identity import base_mismatch
+
+    step = tiny_run / "checkpoints" / "step-000004"
+    assert model_for_adapter(None, str(step)) == str(tiny_model_dir)
+    assert base_mismatch(step, tiny_model_dir) is None
