@@ -245,6 +245,12 @@ def _failed_at_start(box: Path) -> None:
                    capture_output=True, env={**os.environ, "PYTHONPATH": os.environ["TOUR_CODE"]}, timeout=600)
 
 
+def _many_runs(box: Path) -> None:
+    """More runs than a pipe buffers (64 KiB of listing), so writing the listing does hit the close."""
+    for i in range(1200):
+        _write(f"runs/m{i:04d}/run.json", '{"kind": "sft", "status": "finished"}')(box)
+
+
 def _filename_with_escape(box: Path) -> None:
     shutil.copy(box / "esc.jsonl", box / "esc\x1b[31m.jsonl")
     shutil.copytree(box / "runs" / "r1", box / "runs" / "ev\x1b]0;x\x07il")
@@ -439,7 +445,7 @@ def cases() -> list[Case]:
              stdout_lacks="\x1b", setup=_filename_with_escape),
         # -- closed pipes ---------------------------------------------------------------------------
         Case("runs | head -1", "traceback", ["runs", "--root", "runs"], expect=141, pipe_head=True,
-             setup=lambda b: [shutil.copytree(b / "runs/r1", b / f"runs/m{i}") for i in range(100)]),
+             setup=_many_runs),
         # short outputs may be written whole before `head` closes: 0 is as right as 141 then
         Case("doctor | head -1", "traceback", ["doctor"], expect=(0, 141), pipe_head=True),
         Case("data stats --json | head -1", "traceback", ["data", "stats", "big.jsonl", "--no-tokens", "--json"],
