@@ -197,7 +197,6 @@ RULES = (
     ("lora_dropout", lambda v: _num(v) and 0 <= v < 1, "in [0, 1)"),
     ("lora_layers", lambda v: _num(v) and (v == -1 or v >= 1), "-1 (all blocks) or the number of last blocks "
                                                               "to adapt, >= 1"),
-    ("lora_targets", lambda v: len(v) >= 1, "at least one module name"),
     ("max_seq_len", lambda v: _num(v) and v >= 8, ">= 8"),
     ("seed", lambda v: _num(v) and 0 <= v < 2**32, "in [0, 2^32)"),
     ("eval_every", lambda v: _num(v) and v >= 0, ">= 0 (0: only at the end)"),

@@ -183,11 +183,17 @@ def staged_dir(out: str | os.PathLike, *, force: bool = False,
         raise
 
 
+# What a front end that starts the trainer as a process (the TUI: tui/process.py) puts into the new
+# run directory first: its launch config and the trainer's console log. Nothing else may be there.
+LAUNCH_FILES = frozenset({".lock", "tui-config.yaml", "console.log"})
+
+
 def check_new_run_dir(path: str | os.PathLike) -> None:
-    """A new run may go into a new or empty directory, never into one that holds other files."""
+    """A new run may go into a new or empty directory (or one holding only its launcher's files),
+    never into one that holds other files."""
     path = Path(path)
     if path.is_dir() and not (path / RUN_FILE).exists():
-        if [p for p in path.iterdir() if p.name != ".lock"]:
+        if [p for p in path.iterdir() if p.name not in LAUNCH_FILES]:
             raise _refuse(path, "exists and is not a run directory",
                           "choose a new --out (localtune never writes into a directory it did not create)")
     elif path.exists() and not path.is_dir():

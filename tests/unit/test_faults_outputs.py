@@ -227,3 +227,16 @@ def test_cli_refuses_then_force_replaces_with_exit_status_2(ws):
     forced = localtune("export", "runs/r1", "--format", "fused", "--out", "userdir", "--force", cwd=ws)
     assert forced.returncode == 0, forced.stderr
     assert (ws / "userdir" / "config.json").is_file() and not (ws / "userdir" / "keep.txt").exists()
+
+
+def test_a_new_run_may_start_where_its_launcher_left_only_its_own_files(tmp_path):
+    from localtune.outputs import check_new_run_dir
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "tui-config.yaml").write_text("iters: 1\n")  # the TUI writes these before the trainer starts
+    (run / "console.log").write_text("")
+    check_new_run_dir(run)
+    (run / "notes.txt").write_text("mine")
+    with pytest.raises(LocaltuneError, match="not a run directory"):
+        check_new_run_dir(run)

@@ -23,7 +23,7 @@ BAD = [
     ("grad_clip", float("nan")), ("lora_dropout", float("nan")), ("lora_dropout", 1.0), ("eval_every", -1),
     ("save_every", -1), ("keep_checkpoints", 0), ("val_batches", 0), ("val_batches", -5), ("seed", -1),
     ("seed", 2**40), ("iters", 0), ("batch_size", 0), ("grad_accum", 0), ("lora_rank", 0), ("max_seq_len", 4),
-    ("report_every", 0), ("lora_targets", ()),
+    ("report_every", 0),
 ]
 
 
