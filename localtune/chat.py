@@ -15,6 +15,7 @@ import localtune  # noqa: F401
 
 from localtune.generate import Sampling, StreamStats, stream_answer
 from localtune.lora import adapter_layers, load_adapter, set_adapter_enabled
+from localtune.models.identity import warn_if_other_base
 
 __all__ = ["ChatSession", "Reply", "Sampling"]
 
@@ -42,6 +43,7 @@ class ChatSession:
 
             tell_readers(adapter, on_event or (lambda e: None))  # e.g. a run still training
             load_adapter(model, adapter)
+            warn_if_other_base(adapter, path, on_event)
         return cls(model, tokenizer, system, adapter_path=str(adapter) if adapter else None, model_path=str(path))
 
     def default_sampling(self, **overrides) -> Sampling:

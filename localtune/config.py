@@ -4,6 +4,7 @@ into a frozen dataclass. Each field's help text lives next to it and feeds the C
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -64,6 +65,9 @@ class TrainConfig:
     report_every: int = _f(10, "log training loss every N steps")
     skip_nonfinite: bool = _f(False, "skip a batch whose loss or gradient is NaN/Inf instead of stopping")
     report_to: str | None = _f(None, "also log metrics to tensorboard and/or wandb (comma-separated; off by default)")
+
+    def __post_init__(self):
+        validate(self)
 
     def lora_spec(self) -> LoraSpec:
         return LoraSpec(
@@ -148,6 +152,8 @@ def read_yaml(path: str | Path, *, extra_keys: tuple[str, ...] = ()) -> dict:
         data = yaml.safe_load(text)
     except FileNotFoundError:
         raise LocaltuneError(f"{path}: config file not found") from None
+    except UnicodeDecodeError as e:
+        raise LocaltuneError(f"{path}: not a text (UTF-8) YAML file ({e.reason} at byte {e.start})") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f"{mark.line + 1}" if mark else "1"
@@ -182,30 +188,53 @@ def build_config(
         if v is not None:
             values[k] = tuple(v) if k == "lora_targets" else v
     try:
-        cfg = cls(**values)
+        return cls(**values)  # __post_init__ range-checks every option
     except TypeError as e:
         raise LocaltuneError(f"bad configuration: {e}") from None
-    validate(cfg)
-    return cfg
+
+
+def _num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+# (field, test, what it must be): every numeric option, checked when a config is built (flags,
+# YAML or a resume's overrides alike), so nothing nonsensical reaches a run.
+RULES = (
+    ("batch_size", lambda v: _num(v) and v >= 1, ">= 1"),
+    ("grad_accum", lambda v: _num(v) and v >= 1, ">= 1"),
+    ("lr", lambda v: _num(v) and v > 0, "a finite number > 0"),
+    ("warmup", lambda v: _num(v) and v >= 0, ">= 0"),
+    ("iters", lambda v: v is None or (_num(v) and v >= 1), ">= 1"),
+    ("epochs", lambda v: v is None or (_num(v) and v > 0), "a finite number > 0"),
+    ("weight_decay", lambda v: _num(v) and v >= 0, "a finite number >= 0"),
+    ("grad_clip", lambda v: v is None or (_num(v) and v > 0), "a finite number > 0 (leave it out for no clipping)"),
+    ("lora_rank", lambda v: _num(v) and v >= 1, ">= 1"),
+    ("lora_alpha", lambda v: _num(v) and v > 0, "a finite number > 0 (the update is scaled by alpha / rank; "
+                                                "0 would train nothing)"),
+    ("lora_dropout", lambda v: _num(v) and 0 <= v < 1, "in [0, 1)"),
+    ("lora_layers", lambda v: _num(v) and (v == -1 or v >= 1), "-1 (all blocks) or the number of last blocks "
+                                                              "to adapt, >= 1"),
+    ("max_seq_len", lambda v: _num(v) and v >= 8, ">= 8"),
+    ("seed", lambda v: _num(v) and 0 <= v < 2**32, "in [0, 2^32)"),
+    ("eval_every", lambda v: _num(v) and v >= 0, ">= 0 (0: only at the end)"),
+    ("val_batches", lambda v: _num(v) and (v == -1 or v >= 1), "-1 (the whole set) or >= 1"),
+    ("save_every", lambda v: _num(v) and v >= 0, ">= 0 (0: only at the end)"),
+    ("keep_checkpoints", lambda v: _num(v) and v >= 1, ">= 1"),
+    ("report_every", lambda v: _num(v) and v >= 1, ">= 1"),
+)
+
+
+def problems(cfg: TrainConfig) -> list[str]:
+    """What is out of range in `cfg`, one phrase per option (empty when all is well)."""
+    out = []
+    for name, ok, what in RULES:
+        value = getattr(cfg, name)
+        if not ok(value):
+            out.append(f"{name} must be {what} (got {value!r})")
+    return out
 
 
 def validate(cfg: TrainConfig) -> None:
-    problems = []
-    if cfg.batch_size < 1:
-        problems.append("batch_size must be >= 1")
-    if cfg.grad_accum < 1:
-        problems.append("grad_accum must be >= 1")
-    if cfg.lora_rank < 1:
-        problems.append("lora_rank must be >= 1")
-    if cfg.lr <= 0:
-        problems.append("lr must be > 0")
-    if cfg.iters is not None and cfg.iters < 1:
-        problems.append("iters must be >= 1")
-    if cfg.epochs is not None and cfg.epochs <= 0:
-        problems.append("epochs must be > 0")
-    if cfg.max_seq_len < 8:
-        problems.append("max_seq_len must be >= 8")
-    if not 0 <= cfg.lora_dropout < 1:
-        problems.append("lora_dropout must be in [0, 1)")
-    if problems:
-        raise LocaltuneError("bad configuration: " + "; ".join(problems))
+    found = problems(cfg)
+    if found:
+        raise LocaltuneError("bad configuration: " + "; ".join(found))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 
 from localtune.config import TrainConfig, _f
+from localtune.config import problems as train_problems
 from localtune.errors import LocaltuneError
 
 LOSSES = ("sigmoid", "ipo", "hinge", "orpo", "simpo")
@@ -46,6 +48,10 @@ class DPOConfig(TrainConfig):
                 problems.append(f"{f.name} must be one of {', '.join(f.metadata['choices'])} "
                                 f"(got {value!r})")
         if not problems:
+            for name in ("beta", "label_smoothing", "orpo_lambda", "simpo_gamma"):
+                if not math.isfinite(getattr(self, name)):
+                    problems.append(f"{name} must be a finite number (got {getattr(self, name)!r})")
+        if not problems:
             if self.beta <= 0:
                 problems.append("beta must be > 0")
             if not 0 <= self.label_smoothing < 0.5:
@@ -60,6 +66,7 @@ class DPOConfig(TrainConfig):
             problems.append("pack applies to SFT only (DPO batches chosen and rejected side by side)")
         if self.format is not None:
             problems.append("format does not apply to DPO (preference files are detected by their keys)")
+        problems += train_problems(self)  # TrainConfig's own checks (its __post_init__ is this one's)
         if problems:
             raise LocaltuneError("bad configuration: " + "; ".join(problems))
 

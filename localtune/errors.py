@@ -15,3 +15,11 @@ class ModelError(LocaltuneError):
 
 class RunError(LocaltuneError):
     """A run directory problem: locked, incompatible resume, missing checkpoint."""
+
+
+class StorageError(LocaltuneError):
+    """A file could not be written or read because of the disk: full, read-only, no permission."""
+
+
+class CorruptFileError(LocaltuneError):
+    """A file localtune needs exists but is truncated or not what its name says (weights, state)."""

@@ -236,6 +236,7 @@ class Data(Event):
     problems: int = 0
     truncated: int = 0
     dropped: int = 0
+    identical: int = 0  # preference pairs whose chosen and rejected became the same when cut
     tokens: int = 0
 
 
@@ -401,6 +402,16 @@ class Notice(Event):
     """Something the user should know that is not an error (shown, and written to the log)."""
 
     name: ClassVar[str] = "notice"
+    logged: ClassVar[bool] = True
+    message: str
+
+
+@dataclass(frozen=True)
+class Warn(Event):
+    """Something that may make the result wrong but does not stop the command (an adapter trained on
+    another base, preference pairs that lost their difference): shown as `warning:`, and logged."""
+
+    name: ClassVar[str] = "warning"
     logged: ClassVar[bool] = True
     message: str
 

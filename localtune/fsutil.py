@@ -23,25 +23,57 @@ def _fsync_dir(directory: Path) -> None:
 
 
 def atomic_write_with(path: str | os.PathLike, write, suffix: str = ".tmp") -> Path:
-    """Call write(tmp_path) to produce the file, then move it over `path` atomically."""
+    """Call write(tmp_path) to produce the file, then move it over `path` atomically.
+
+    Any failure (disk full, read-only, mlx's bare write RuntimeError) is an OSError naming `path`,
+    and the temp file is gone."""
+    from localtune.ioerrors import mlx_writes
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, str(path)) from None
     os.close(fd)
     try:
-        write(tmp)
+        with mlx_writes(path):
+            write(tmp)
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; these are ordinary user files
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(e, OSError) and e.errno is not None and e.filename != str(path):
+            raise OSError(e.errno, e.strerror, str(path)) from None  # the file meant, not our temp name
         raise
     _fsync_dir(path.parent)
     return path
+
+
+def atomic_write_files(contents: dict) -> list[Path]:
+    """Write several files as one change ({path: text}): every temp file first, then the renames,
+    so a failure (disk full) leaves all the old files or none of them touched."""
+    staged: list[tuple[Path, Path]] = []
+    path = None
+    try:
+        for path, text in contents.items():
+            path = Path(path)
+            tmp = path.with_name(f".{path.name}.staged-{os.getpid()}.tmp")
+            staged.append((atomic_write_text(tmp, text), path))
+        for tmp, path in staged:
+            os.replace(tmp, path)
+    except BaseException as e:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno is not None and path is not None:
+            raise OSError(e.errno, e.strerror, str(path)) from None
+        raise
+    return [path for _, path in staged]
 
 
 def atomic_write_bytes(path, data: bytes) -> Path:

@@ -8,7 +8,6 @@ its base-vs-tuned comparison without a second copy of the model.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -247,35 +246,64 @@ def save_adapter(model: nn.Module, directory: str | Path, spec: LoraSpec, extra:
     atomic_write_json(directory / CONFIG_FILE, {**spec.to_mlx_lm_config(), **(extra or {})})
 
 
+ADAPTER_REPAIR = "in a run, `localtune train sft|dpo --resume RUN` rewrites it from the last checkpoint"
+
+
+def read_adapter_spec_json(directory: str | Path) -> dict:
+    """adapter_config.json as a dict; RunError when missing, CorruptFileError when damaged."""
+    from localtune.ioerrors import read_json
+
+    path = Path(directory) / CONFIG_FILE
+    try:
+        return read_json(path, ADAPTER_REPAIR)
+    except FileNotFoundError:
+        raise RunError(f"{path}: no adapter config (is this a run directory?)") from None
+
+
 def read_adapter_spec(directory: str | Path) -> LoraSpec:
     path = Path(directory) / CONFIG_FILE
     try:
-        return LoraSpec.from_mlx_lm_config(json.loads(path.read_text()))
-    except FileNotFoundError:
-        raise RunError(f"{path}: no adapter config (is this a run directory?)") from None
-    except (json.JSONDecodeError, TypeError, ValueError) as e:
+        spec = LoraSpec.from_mlx_lm_config(read_adapter_spec_json(directory))
+    except (TypeError, ValueError, AttributeError) as e:
         raise RunError(f"{path}: unreadable adapter config: {e}") from None
+    if spec.rank < 1 or spec.layers == 0 or spec.layers < -1 or not math.isfinite(spec.alpha):
+        raise RunError(f"{path}: unusable adapter config (rank {spec.rank}, layers {spec.layers}, "
+                       f"alpha {spec.alpha})")
+    return spec
+
+
+def read_adapter_file(path: str | Path) -> dict[str, mx.array]:
+    """The tensors of an adapters.safetensors; CorruptFileError naming it when truncated/damaged."""
+    from localtune.ioerrors import check_safetensors, mlx_reads
+
+    path = Path(path)
+    if not path.exists():
+        raise RunError(f"{path}: adapter weights missing")
+    check_safetensors(path, ADAPTER_REPAIR)
+    with mlx_reads(path, ADAPTER_REPAIR):
+        weights = mx.load(str(path))
+        mx.eval(weights)
+    return weights
 
 
 def load_adapter(model: nn.Module, directory: str | Path, weights_file: str | Path | None = None) -> LoraSpec:
     """Attach the adapter described in `directory` and load its weights, checking names and shapes."""
     directory = Path(directory)
     spec = read_adapter_spec(directory)
-    cfg = json.loads((directory / CONFIG_FILE).read_text())
+    cfg = read_adapter_spec_json(directory)
     if cfg.get("fine_tune_type", "lora") == "full":
         raise RunError(f"{directory}: full fine-tunes are not adapters; load it as a model")
     path = Path(weights_file) if weights_file else directory / ADAPTER_FILE
-    if not path.exists():
-        raise RunError(f"{path}: adapter weights missing")
+    weights = read_adapter_file(path)  # before attaching: a damaged file leaves the model as it was
     attach_lora(model, spec)
-    load_adapter_weights(model, path)
+    load_adapter_weights(model, path, weights)
     return spec
 
 
 def load_adapter_weights(model: nn.Module, path: str | Path, weights: dict | None = None) -> None:
     """Load an adapter file's weights (or `weights`, already read from `path`) into the model's
     adapter layers; RunError naming the file when they do not fit (another base, another spec)."""
-    weights = mx.load(str(path)) if weights is None else weights
+    weights = read_adapter_file(path) if weights is None else weights
     expected = adapter_weights(model)
     errors = []
     for name, w in weights.items():

@@ -14,7 +14,6 @@ calibrated on SmolLM2-135M on the CPU backend with OpenBLAS (see bench/NOTES.md)
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 # Floats kept per token per trained block: ~8 hidden-sized (norm inputs/outputs, q/k/v/o inputs,
@@ -41,20 +40,28 @@ LENGTH_CHOICES = (128, 256, 512, 1024, 2048, 4096, 8192, 16384)
 
 def model_shape(model_dir: Path) -> dict:
     """The dimensions the estimate needs, from config.json (llama-family names)."""
-    cfg = json.loads((Path(model_dir) / "config.json").read_text())
-    hidden = cfg["hidden_size"]
-    heads = cfg["num_attention_heads"]
-    head_dim = cfg.get("head_dim") or hidden // heads
-    return {
-        "hidden": hidden,
-        "intermediate": cfg["intermediate_size"],
-        "layers": cfg["num_hidden_layers"],
-        "heads": heads,
-        "kv_heads": cfg.get("num_key_value_heads", heads),
-        "head_dim": head_dim,
-        "vocab": cfg["vocab_size"],
-        "weight_bytes": sum(f.stat().st_size for f in Path(model_dir).glob("*.safetensors")),
-    }
+    from localtune.errors import ModelError
+    from localtune.models.load import check_model_dir, read_model_config
+
+    check_model_dir(Path(model_dir))
+    cfg = read_model_config(Path(model_dir))
+    try:
+        hidden = cfg["hidden_size"]
+        heads = cfg["num_attention_heads"]
+        head_dim = cfg.get("head_dim") or hidden // heads
+        return {
+            "hidden": hidden,
+            "intermediate": cfg["intermediate_size"],
+            "layers": cfg["num_hidden_layers"],
+            "heads": heads,
+            "kv_heads": cfg.get("num_key_value_heads", heads),
+            "head_dim": head_dim,
+            "vocab": cfg["vocab_size"],
+            "weight_bytes": sum(f.stat().st_size for f in Path(model_dir).glob("*.safetensors")),
+        }
+    except (KeyError, TypeError, ZeroDivisionError) as e:
+        raise ModelError(f"{Path(model_dir) / 'config.json'}: no usable {e} for a memory plan "
+                         "(plan knows llama-family configs)") from None
 
 
 def _linears(s: dict) -> dict:

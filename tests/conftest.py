@@ -168,3 +168,15 @@ def stand_in_trainer():
     for proc in procs:
         proc.kill()
         proc.wait()
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_model_dir, tmp_path_factory, numbered_rows, tiny_config):
+    """A finished 4-step SFT run of the tiny model (checkpoints at 2 and 4), session-wide: copy it
+    before changing anything in it."""
+    from localtune.train.session import run_training
+    from localtune.train.sft import sft_task
+
+    tmp = tmp_path_factory.mktemp("tiny_run")
+    cfg = tiny_config(tmp / "run", numbered_rows(tmp / "d.jsonl", 12), lora_layers=16)
+    return run_training(cfg, sft_task)

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 
 from localtune.errors import LocaltuneError
 
 
 def show_notices(event: dict) -> None:
-    """on_event for commands with nothing to show but notices: `note: ...` lines on stderr."""
-    if event.get("event") == "notice":
-        print(f"note: {event['message']}", file=sys.stderr)
+    """on_event for commands with nothing to show but notices and warnings: `note: ...` and
+    `warning: ...` lines on stderr, made safe for the terminal (a message may quote a path or a row)."""
+    from localtune.safetext import printable
+
+    label = {"notice": "note", "warning": "warning"}.get(event.get("event"))
+    if label:
+        print(f"{label}: {printable(str(event.get('message', '')))}", file=sys.stderr, flush=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,9 +39,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(BaseException):
+    """SIGTERM outside training (which answers it by checkpointing): unwind so temp outputs go."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
+
+
+def _quiet_stdout() -> None:
+    """After a broken pipe: point stdout at /dev/null so the interpreter's final flush is silent."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+# Exit statuses scripts can tell apart (README, "What localtune guarantees").
+EXIT_ERROR = 2  # a clear one-line error: bad input, full disk, damaged file, refused output
+EXIT_SIGINT = 130  # stopped by Ctrl-C (a training run checkpoints first)
+EXIT_SIGPIPE = 141  # output closed early (`| head`): quiet, like other Unix tools
+EXIT_SIGTERM = 143  # stopped by SIGTERM (a training run checkpoints first)
+
+
 def main(argv: list[str] | None = None) -> int:
+    from localtune.ioerrors import user_error
+    from localtune.safetext import printable
+
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except BrokenPipeError:  # --help into `| head`
+        _quiet_stdout()
+        return EXIT_SIGPIPE
     if not getattr(args, "func", None):  # bare `localtune`: the terminal UI, on a terminal
         if not (sys.stdin.isatty() and sys.stdout.isatty()):
             parser.print_help()
@@ -43,11 +80,27 @@ def main(argv: list[str] | None = None) -> int:
         from localtune.cli import tui_cmd
 
         return tui_cmd.run(args)
+    if args.command == "tui" and not (sys.stdin.isatty() and sys.stdout.isatty()):
+        print("error: the terminal UI needs a terminal (its input and output are not one); use the "
+              "other commands in scripts", file=sys.stderr)
+        return EXIT_ERROR
+    signal.signal(signal.SIGTERM, _terminate)
     try:
-        return int(args.func(args) or 0)
-    except LocaltuneError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        status = int(args.func(args) or 0)
+        sys.stdout.flush()  # inside the try: a closed pipe shows up here, not at exit
+        return status
+    except BrokenPipeError:
+        _quiet_stdout()
+        return EXIT_SIGPIPE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_SIGINT
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return EXIT_SIGTERM
+    except (LocaltuneError, OSError, RuntimeError) as e:
+        error = user_error(e)
+        if error is None:
+            raise  # not a user's problem but a bug: show where
+        print(f"error: {printable(str(error))}", file=sys.stderr)
+        return EXIT_ERROR

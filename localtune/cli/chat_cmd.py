@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from localtune.cli.sampling_flags import add_sampling_flags, sampling_overrides
+from localtune.safetext import printable
 
 HELP = """commands: /reset (forget the conversation)  /system TEXT (set the system prompt)
           /adapter on|off  /temp X  /sampling (show the settings)  /quit"""
@@ -25,9 +26,16 @@ def model_for_adapter(model: str | None, adapter: str | None) -> str | None:
     """Default to the model the run was trained on."""
     if model or not adapter:
         return model
-    from localtune.runs import read_run
+    from localtune.errors import RunError
+    from localtune.runs import owning_run, read_run
 
-    return read_run(adapter).model
+    run = owning_run(adapter)  # the run itself, or the run of one of its checkpoints
+    if run is None:
+        return None  # an mlx_lm adapter directory: the default model
+    info = read_run(run)
+    if info.model is None and info.problem:  # never guess the base: a wrong one answers nonsense
+        raise RunError(f"{info.problem}; give the base model with --model")
+    return info.model
 
 
 def run(args) -> int:
@@ -45,7 +53,7 @@ def run(args) -> int:
     if args.prompt is not None:
         if args.compare:
             for name, text in session.compare(args.prompt, sampling).items():
-                print(f"--- {name} ---\n{text}\n")
+                print(f"--- {name} ---\n{printable(text)}\n")
         else:
             _stream(session, args.prompt, sampling)
         return 0
@@ -54,7 +62,7 @@ def run(args) -> int:
 
 def _stream(session, prompt, sampling) -> None:
     for piece in session.stream(prompt, sampling):
-        sys.stdout.write(piece)
+        sys.stdout.write(printable(piece))  # a model can emit escape sequences too
         sys.stdout.flush()
     sys.stdout.write("\n")
 
@@ -113,7 +121,7 @@ def repl(session, sampling, compare: bool) -> int:
         try:
             if compare:
                 for name, text in session.compare(line, sampling).items():
-                    print(f"[{name}] {text}")
+                    print(f"[{name}] {printable(text)}")
             else:
                 sys.stdout.write("bot> ")
                 _stream(session, line, sampling)

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 
+from localtune.safetext import printable
+
 
 def register(sub) -> None:
+    from localtune.cli.argtypes import nonneg_int, open_fraction, positive_int
+
     data = sub.add_parser("data", help="check, describe, split and preview datasets")
     cmds = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
 
@@ -21,7 +25,7 @@ def register(sub) -> None:
     stats = cmds.add_parser("stats", help="rows, token-length percentiles, over-long rows, duplicates")
     stats.add_argument("file")
     stats.add_argument("--model", help="tokenize with this model's tokenizer (default: SmolLM2)")
-    stats.add_argument("--max-seq-len", type=int, default=2048)
+    stats.add_argument("--max-seq-len", type=positive_int, default=2048)
     stats.add_argument("--format")
     stats.add_argument("--columns", help="map dataset columns to the expected keys, "
                        "e.g. question=instruction,answer=output")
@@ -31,15 +35,17 @@ def register(sub) -> None:
 
     split = cmds.add_parser("split", help="split a file into train.jsonl and valid.jsonl")
     split.add_argument("file")
-    split.add_argument("--out", required=True, help="output directory")
-    split.add_argument("--valid-fraction", type=float, default=0.1)
-    split.add_argument("--seed", type=int, default=0)
+    split.add_argument("--out", required=True, help="output directory (train.jsonl and valid.jsonl go in it)")
+    split.add_argument("--valid-fraction", type=open_fraction, default=0.1)
+    split.add_argument("--seed", type=nonneg_int, default=0)
+    split.add_argument("--force", action="store_true",
+                       help="replace train.jsonl / valid.jsonl already in --out")
     split.set_defaults(func=run_split)
 
     preview = cmds.add_parser("preview", help="show a row as the model sees it, trained tokens marked")
     preview.add_argument("file")
     preview.add_argument("--model", help="whose chat template and tokenizer (default: SmolLM2)")
-    preview.add_argument("--row", type=int, default=1, help="which usable row (1-based, default 1)")
+    preview.add_argument("--row", type=positive_int, default=1, help="which usable row (1-based, default 1)")
     preview.add_argument("--format")
     preview.add_argument("--columns", help="map dataset columns to the expected keys, "
                        "e.g. question=instruction,answer=output")
@@ -55,12 +61,12 @@ def run_check(args) -> int:
         try:
             ds = _read(_local(path), args.format, args.columns)
         except DataError as e:
-            print(f"error: {e}")
+            print(f"error: {printable(str(e))}")
             bad_files += 1
             continue
         for p in ds.problems:
-            print(p)
-        print(f"{path}: {ds.format} format, {ds.n_rows} rows, {len(ds.examples)} usable, "
+            print(printable(str(p), one_line=True))
+        print(f"{printable(path, one_line=True)}: {ds.format} format, {ds.n_rows} rows, {len(ds.examples)} usable, "
               f"{len(ds.problems)} problem{'s' if len(ds.problems) != 1 else ''}")
         bad_files += bool(ds.problems)
     return 1 if bad_files else 0
@@ -118,7 +124,7 @@ def run_stats(args) -> int:
     if args.json:
         print(json.dumps(s, indent=2))
         return 0
-    print(f"{s['path']}: {s['format']} format")
+    print(f"{printable(s['path'], one_line=True)}: {s['format']} format")
     print(f"  rows {s['rows']}, usable {s['usable_rows']}, problems {s['problems']}")
     t = s.get("turns", {})
     if t:
@@ -151,26 +157,32 @@ def _preference_stats(args) -> int:
     if args.json:
         print(json.dumps(s, indent=2))
         return 0
-    print(f"{s['path']}: {s['format']} pairs ({', '.join(f'{k} {v}' for k, v in s['formats'].items())})")
+    print(f"{printable(s['path'], one_line=True)}: {s['format']} pairs ({', '.join(f'{k} {v}' for k, v in s['formats'].items())})")
     print(f"  rows {s['rows']}, usable {s['usable_rows']}, problems {s['problems']}, "
           f"multi-turn prompts {s['multi_turn_prompts']}")
     ident = s["identical_pairs"]
     print(f"  chosen == rejected: {ident['count']}"
           + (f" (lines {', '.join(map(str, ident['lines']))})" if ident["count"] else ""))
     _print_lengths(s, ("tokens", "chosen_tokens", "rejected_tokens"), args.max_seq_len)
+    lost = s.get("identical_after_truncation")
+    if lost and lost["count"]:
+        print(f"  identical after cutting to --max-seq-len {args.max_seq_len}: {lost['count']} "
+              f"(lines {', '.join(map(str, lost['lines']))}; training drops them)")
     return 0
 
 
 def run_split(args) -> int:
     from localtune.data import split_dataset
 
-    train, valid = split_dataset(args.file, args.out, valid_fraction=args.valid_fraction, seed=args.seed)
-    print(f"train: {train}\nvalid: {valid}")
+    train, valid = split_dataset(args.file, args.out, valid_fraction=args.valid_fraction, seed=args.seed,
+                                 force=args.force)
+    print(f"train: {printable(str(train), one_line=True)}\nvalid: {printable(str(valid), one_line=True)}")
     return 0
 
 
 def run_preview(args) -> int:
     from rich.console import Console
+    from rich.markup import escape
     from rich.text import Text
 
     from localtune.data import preview_segments, read_dataset
@@ -182,11 +194,12 @@ def run_preview(args) -> int:
     ex = ds.examples[args.row - 1]
     segments = preview_segments(ex, _tokenizer(args.model), train_on_prompt=args.train_on_prompt)
     console = Console()
-    console.print(f"{ex.source}:{ex.line} ({ex.format}); [reverse green]trained tokens[/] highlighted, "
+    source = escape(printable(f"{ex.source}:{ex.line}", one_line=True))
+    console.print(f"{source} ({ex.format}); [reverse green]trained tokens[/] highlighted, "
                   "the rest is context", highlight=False)
     text = Text()
-    for piece, trained in segments:
-        text.append(piece, style="reverse green" if trained else "dim")
+    for piece, trained in segments:  # Text, not markup: a row's "[red]" stays text
+        text.append(printable(piece), style="reverse green" if trained else "dim")
     console.print(text)
     if not console.is_terminal:  # no colours in a pipe: say which parts are trained
         print("\ntrained parts:")

@@ -15,12 +15,14 @@ DEMO_MAX_TOKENS = 80
 
 
 def register(sub) -> None:
+    from localtune.cli.argtypes import positive_int
+
     p = sub.add_parser("demo", help="the main job: tune SmolLM2 on samples/ (SFT then DPO) and compare")
     p.add_argument("--config", default=str(SAMPLES / "sft.yaml"), help="the SFT config")
     p.add_argument("--dpo-config", default=str(SAMPLES / "dpo.yaml"), help="the DPO config")
     p.add_argument("--prompts", default=str(SAMPLES / "sft" / "heldout_prompts.txt"))
-    p.add_argument("--iters", type=int, help="SFT steps (overrides the config; e.g. 10 for a smoke run)")
-    p.add_argument("--dpo-iters", type=int, help="DPO steps (overrides the config)")
+    p.add_argument("--iters", type=positive_int, help="SFT steps (overrides the config; e.g. 10 for a smoke run)")
+    p.add_argument("--dpo-iters", type=positive_int, help="DPO steps (overrides the config)")
     p.add_argument("--no-dpo", action="store_true", help="stop after SFT")
     p.add_argument("--out", default=str(DEFAULT_ROOT), help="where the demo's run directories go")
     add_sampling_flags(p, max_tokens_help=f"most tokens per answer (default {DEMO_MAX_TOKENS})")
@@ -76,6 +78,7 @@ def run(args) -> int:
     stop = StopFlag().install()
 
     with TrainingDisplay() as show:
+        stop.watch_output(show)
         model_path = str(resolve_model(build_config(args.config).model, on_event=show))
         sft_cfg = build_config(args.config, {"model": model_path, "out": f"{args.out}/demo-sft-{stamp}",
                                              "iters": args.iters})
@@ -93,6 +96,9 @@ def run(args) -> int:
     _summary("SFT", sft_events)
     if dpo_events:
         _summary("DPO", dpo_events)
+    if stop():  # stopped: no comparison of half-trained adapters, and a status that says so
+        print(f"\nstopped; go on with: localtune train {'dpo' if dpo_run else 'sft'} --resume {dpo_run or sft_run}")
+        return stop.exit_status()
     _compare(model_path, sft_run, dpo_run, prompts, args, dpo_cfg.valid if dpo_run else None)
     print(f"\nadapters: {sft_run}" + (f", {dpo_run}" if dpo_run else ""))
     print(f"chat with it: localtune chat --adapter {dpo_run or sft_run}")

@@ -19,6 +19,8 @@ def register(sub) -> None:
     p.add_argument("--base-name", help="peft: base_model_name_or_path to record (default: the run's model)")
     p.add_argument("--push", metavar="REPO_ID", help="upload the export to this Hugging Face Hub repo")
     p.add_argument("--private", action="store_true", help="with --push: create the repo private")
+    p.add_argument("--force", action="store_true",
+                   help="replace --out if it exists (never the run itself or its base model)")
     p.set_defaults(func=run_export)
 
 
@@ -28,7 +30,7 @@ def run_export(args) -> int:
 
     out = args.out or str(Path(args.run) / (f"export-{args.format}" + (".gguf" if args.format == "gguf" else "")))
     path = export_run(args.run, args.format, out, model=args.model, dequantize=args.dequantize,
-                      base_name=args.base_name, dtype=args.dtype, on_event=show_notices)
+                      base_name=args.base_name, dtype=args.dtype, force=args.force, on_event=show_notices)
     print(f"exported ({args.format}): {path}")
     if args.push:
         from localtune.export.hub import push_export

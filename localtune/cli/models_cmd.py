@@ -12,6 +12,7 @@ def register(sub) -> None:
     imp.add_argument("out", metavar="OUT_DIR")
     imp.add_argument("--dtype", choices=("float32", "float16", "keep-quant"), default="float32",
                      help="float32 (fast on CPU), float16, or keep-quant (lossless 4-bit for Metal)")
+    imp.add_argument("--force", action="store_true", help="replace OUT_DIR if it exists and is not empty")
     imp.set_defaults(func=run_import)
 
     q = cmds.add_parser("quantize", help="make a 4- or 8-bit copy of a model directory")
@@ -19,6 +20,7 @@ def register(sub) -> None:
     q.add_argument("dst")
     q.add_argument("--bits", type=int, choices=(4, 8), default=4)
     q.add_argument("--group-size", type=int, choices=(32, 64, 128), default=64)
+    q.add_argument("--force", action="store_true", help="replace DST if it exists and is not empty")
     q.set_defaults(func=run_quantize)
 
     ls = cmds.add_parser("list", help="models in the local models directory and the HF cache")
@@ -38,7 +40,7 @@ def _show(e: dict) -> None:
 def run_import(args) -> int:
     from localtune.models import import_gguf
 
-    out = import_gguf(args.gguf, args.out, dtype=args.dtype, on_event=_show)
+    out = import_gguf(args.gguf, args.out, dtype=args.dtype, on_event=_show, force=args.force)
     print(f"imported: {out}")
     return 0
 
@@ -46,7 +48,7 @@ def run_import(args) -> int:
 def run_quantize(args) -> int:
     from localtune.models import quantize_model_dir
 
-    out = quantize_model_dir(args.src, args.dst, bits=args.bits, group_size=args.group_size)
+    out = quantize_model_dir(args.src, args.dst, bits=args.bits, group_size=args.group_size, force=args.force)
     print(f"quantized: {out}")
     return 0
 

@@ -9,8 +9,10 @@ def register(sub) -> None:
 
     p = sub.add_parser("plan", help="predict a run's peak memory and speed; the largest batch/length that fits")
     p.add_argument("--config", help="YAML file of training options (flags given here override it)")
-    p.add_argument("--memory-gb", type=float, help="memory budget (default: this device's memory)")
-    p.add_argument("--gflops", type=float, help="assume this f32 matmul rate instead of measuring it")
+    from localtune.cli.argtypes import positive_float
+
+    p.add_argument("--memory-gb", type=positive_float, help="memory budget (default: this device's memory)")
+    p.add_argument("--gflops", type=positive_float, help="assume this f32 matmul rate instead of measuring it")
     add_config_flags(p, TrainConfig)
     p.set_defaults(func=run)
 

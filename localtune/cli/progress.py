@@ -16,6 +16,15 @@ from localtune import events
 MAX_PROBLEMS_SHOWN = 10
 
 
+def _safe(text) -> str:
+    """Data text as rich prints it literally: no terminal escapes, no "[markup]" taken as style."""
+    from rich.markup import escape
+
+    from localtune.safetext import printable
+
+    return escape(printable(str(text), one_line=True))
+
+
 class TrainingDisplay:
     def __init__(self, console: Console | None = None):
         self.console = console or Console(stderr=False)
@@ -34,7 +43,7 @@ class TrainingDisplay:
             events.Start: self._start, events.Train: self._train, events.Val: self._val,
             events.Reference: self._reference, events.Checkpoint: self._checkpoint, events.Done: self._done,
             events.Stopped: self._stopped, events.Skipped: self._skipped, events.Phase: self._phase,
-            events.Notice: self._notice, events.UnusableCheckpoint: self._unusable,
+            events.Notice: self._notice, events.Warn: self._warn, events.UnusableCheckpoint: self._unusable,
         }
 
     def __enter__(self):
@@ -65,17 +74,17 @@ class TrainingDisplay:
     def _data_problem(self, ev: events.DataProblem) -> None:
         self.problems += 1
         if self.problems <= MAX_PROBLEMS_SHOWN:
-            self.print(f"[yellow]skipped[/] {ev.message}")
+            self.print(f"[yellow]skipped[/] {_safe(ev.message)}")
         elif self.problems == MAX_PROBLEMS_SHOWN + 1:
             self.print("[yellow]... more problems: run `localtune data check FILE`[/]")
 
     def _data(self, ev: events.Data) -> None:
         extra = "".join(f", {getattr(ev, k)} {k}" for k in ("problems", "truncated", "dropped") if getattr(ev, k))
-        self.print(f"{ev.file}: {ev.path} ({ev.format}): {ev.usable} rows, {ev.tokens} tokens{extra}")
+        self.print(f"{ev.file}: {_safe(ev.path)} ({ev.format}): {ev.usable} rows, {ev.tokens} tokens{extra}")
 
     def _message(self, ev) -> None:
         if ev.message:  # per-file progress events carry no message: too chatty for a log
-            self.print(f"{ev.name}: {ev.message}")
+            self.print(f"{ev.name}: {_safe(ev.message)}")
 
     def _model(self, ev: events.Model) -> None:
         self.print(f"model: {ev.path}")
@@ -84,7 +93,10 @@ class TrainingDisplay:
         self.print(f"resumed at step {ev.step} from {ev.checkpoint}")
 
     def _notice(self, ev: events.Notice) -> None:
-        self.print(f"[yellow]note:[/] {ev.message}")
+        self.print(f"[yellow]note:[/] {_safe(ev.message)}")
+
+    def _warn(self, ev: events.Warn) -> None:
+        self.print(f"[yellow]warning:[/] {_safe(ev.message)}")
 
     def _unusable(self, ev: events.UnusableCheckpoint) -> None:
         self.print(f"[yellow]checkpoint {ev.path} is unusable ({ev.reason}); trying an older one[/]")

@@ -19,8 +19,11 @@ def run(args) -> int:
         print(f"no runs under {args.root}/")
         return 0
     print(f"{'run':<32} {'kind':<5} {'status':<12} {'step':>6} {'train':>7} {'val':>7}")
+    from localtune.safetext import printable
+
     for r in runs:
         fmt = lambda x: f"{x:.3f}" if isinstance(x, (int, float)) else "-"  # noqa: E731
-        print(f"{r['name']:<32} {r.get('kind', '?'):<5} {r['status']:<12} {r.get('step', '-')!s:>6} "
+        name, kind, status = (printable(str(r.get(k, "?")), one_line=True) for k in ("name", "kind", "status"))
+        print(f"{name:<32} {kind:<5} {status:<12} {r.get('step', '-')!s:>6} "
               f"{fmt(r['final_train_loss']):>7} {fmt(r['final_val_loss']):>7}")
     return 0

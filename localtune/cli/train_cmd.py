@@ -65,15 +65,33 @@ class StopFlag:
 
     def __init__(self):
         self.requested = False
+        self.signum: int | None = None
 
     def __call__(self) -> bool:
         return self.requested
+
+    def exit_status(self) -> int:
+        """128 + the signal that stopped the run (130 Ctrl-C, 143 SIGTERM), the shell's convention."""
+        return 128 + (self.signum or signal.SIGINT)
+
+    def watch_output(self, display) -> None:
+        """Output piped into a command that exits early (`| head`): stop like a SIGPIPE would,
+        but checkpointing first, then exit quietly with 141 like other Unix tools."""
+        def closed():
+            from localtune.cli import _quiet_stdout
+
+            _quiet_stdout()
+            self.requested = True
+            self.signum = self.signum or signal.SIGPIPE
+
+        display.console.on_broken_pipe = closed
 
     def install(self):
         def handler(signum, frame):
             if self.requested and signum == signal.SIGINT:
                 raise KeyboardInterrupt
             self.requested = True
+            self.signum = self.signum or signum
 
         signal.signal(signal.SIGINT, handler)
         signal.signal(signal.SIGTERM, handler)
@@ -99,14 +117,24 @@ def execute(args, cls, task_factory) -> int:
     from localtune.train import distributed
 
     stop = StopFlag().install()
+    ended = {}
+
+    def note_end(e: dict) -> None:
+        if e.get("event") == "done":
+            ended["status"] = e.get("status")
+
     common = dict(resume=args.resume, should_stop=stop, overrides=overrides, cfg_cls=cls,
                   allow_changed_data=args.allow_changed_data)
     if not distributed.is_main():  # data parallel: rank 0 alone shows progress and the result
-        run_training(cfg, task_factory, **common)
-        return 0
+        run_training(cfg, task_factory, on_event=note_end, **common)
+        return stop.exit_status() if ended.get("status") == "stopped" else 0
     with TrainingDisplay() as show:
-        run = run_training(cfg, task_factory, on_event=show, **common)
+        stop.watch_output(show)
+        run = run_training(cfg, task_factory, on_event=lambda e: (note_end(e), show(e)), **common)
     print(f"adapter: {run}")
+    if ended.get("status") == "stopped":  # a stop is not a finish: scripts must be able to tell
+        print(f"go on with: localtune train {args.kind} --resume {run}")
+        return stop.exit_status()
     print(f"chat with it: localtune chat --adapter {run}")
     return 0
 

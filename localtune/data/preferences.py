@@ -192,9 +192,16 @@ def tokenize_pair(ex: PreferenceExample, tokenizer) -> TokenizedPair:
     return TokenizedPair(*sides, ex.source, ex.line)
 
 
+def _no_difference(p: TokenizedPair) -> bool:
+    """Chosen and rejected are the same tokens: truncation cut away everything they differ in."""
+    return p.chosen_ids == p.rejected_ids and p.chosen_mask == p.rejected_mask
+
+
 def fit_pairs(pairs: list[TokenizedPair], max_seq_len: int, overlong: str = "truncate"):
-    """Apply the max length to both sides of each pair together. Returns (kept, indices, counts)."""
-    kept, index, truncated, dropped = [], [], 0, 0
+    """Apply the max length to both sides of each pair together. Returns (kept, indices, counts);
+    counts["dropped"] includes counts["identical"]: pairs that truncation made identical (they
+    carry no preference: DPO's loss would sit at log 2 on them)."""
+    kept, index, truncated, dropped, identical = [], [], 0, 0, 0
     for i, p in enumerate(pairs):
         if p.length > max_seq_len:
             if overlong == "drop":
@@ -207,9 +214,13 @@ def fit_pairs(pairs: list[TokenizedPair], max_seq_len: int, overlong: str = "tru
         if not any(p.chosen_mask[1:]) or not any(p.rejected_mask[1:]):
             dropped += 1  # a response cut away entirely: nothing to compare
             continue
+        if _no_difference(p):
+            dropped += 1
+            identical += 1
+            continue
         kept.append(p)
         index.append(i)
-    return kept, index, {"truncated": truncated, "dropped": dropped}
+    return kept, index, {"truncated": truncated, "dropped": dropped, "identical": identical}
 
 
 def load_pairs(path: str, tokenizer, *, max_seq_len: int, overlong: str = "truncate",
@@ -218,9 +229,19 @@ def load_pairs(path: str, tokenizer, *, max_seq_len: int, overlong: str = "trunc
     ds = read_preferences(path, columns)
     for p in ds.problems:
         on_event(events.DataProblem(role, str(p)).to_dict())
-    pairs, _, counts = fit_pairs([tokenize_pair(ex, tokenizer) for ex in ds.examples], max_seq_len, overlong)
+    tokenized = [tokenize_pair(ex, tokenizer) for ex in ds.examples]
+    pairs, _, counts = fit_pairs(tokenized, max_seq_len, overlong)
+    longest = max(p.length for p in tokenized)
+    if not pairs and counts["identical"]:
+        raise DataError(f"{path}: all {counts['identical']} pairs left after --max-seq-len {max_seq_len} have "
+                        f"identical chosen and rejected (truncation cut off where they differ); raise "
+                        f"--max-seq-len (the longest pair has {longest} tokens)")
     if not pairs:
         raise DataError(f"{path}: no usable pairs after validation and --max-seq-len {max_seq_len}")
+    if counts["identical"]:
+        on_event(events.Warn(f"{path}: {counts['identical']} of {len(tokenized)} pairs became identical when "
+                             f"cut to --max-seq-len {max_seq_len} and were dropped (the longest pair has "
+                             f"{longest} tokens)").to_dict())
     on_event(events.Data(role, str(path), ds.format, ds.n_rows, len(pairs), problems=len(ds.problems), **counts,
                          tokens=sum(len(p.chosen_ids) + len(p.rejected_ids) for p in pairs)).to_dict())
     return pairs
@@ -245,4 +266,7 @@ def preference_stats(ds: DatasetFile, tokenizer=None, *, max_seq_len: int | None
         over = [ex.line for ex, p in zip(ds.examples, tok) if p.length > max_seq_len]
         stats["max_seq_len"] = max_seq_len
         stats["over_max_seq_len"] = {"count": len(over), "lines": over[:MAX_LISTED]}
+        lost = [ex.line for ex, p in zip(ds.examples, tok)
+                if p.length > max_seq_len and fit_pairs([p], max_seq_len)[2]["identical"]]
+        stats["identical_after_truncation"] = {"count": len(lost), "lines": lost[:MAX_LISTED]}
     return stats

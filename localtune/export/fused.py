@@ -5,9 +5,7 @@ own bits/group size unless `dequantize`, which also makes a llama base loadable 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import time
 from pathlib import Path
 
 import localtune  # noqa: F401
@@ -44,21 +42,18 @@ def copy_side_files(base: Path, dst: Path) -> None:
 
 
 def export_fused(run: str | Path, out: str | Path, *, model: str | None = None,
-                 dequantize: bool = False) -> Path:
-    """Write the fused model directory `out` (built in a temp dir and renamed into place)."""
-    from localtune.models.gguf_import import _write_weights, install_dir
+                 dequantize: bool = False, force: bool = False) -> Path:
+    """Write the fused model directory `out` (built in a temp dir and renamed into place; an
+    existing one is refused unless `force`, the run and its base never)."""
+    from localtune.export.source import base_model_path
+    from localtune.models.gguf_import import _write_weights
+    from localtune.outputs import check_output, staged_dir
 
+    sources = (run, base_model_path(run, model))
+    check_output(out, force=force, sources=sources)  # before the slow part
     m, _, base, config = fused_model(run, model=model, dequantize=dequantize)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}-{time.time_ns()}")
-    tmp.mkdir()
-    try:
+    with staged_dir(out, force=force, sources=sources) as tmp:
         copy_side_files(base, tmp)
         _write_weights(tmp, dict(tree_flatten(m.parameters())), lambda e: None)
         atomic_write_json(tmp / "config.json", config)
-        install_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+    return Path(out)

@@ -190,8 +190,12 @@ def write_gguf(model, base: Path, config: dict, out: str | Path, *, name: str,
 
 
 def export_gguf(run: str | Path, out: str | Path, *, model: str | None = None,
-                dtype: str = "float16") -> Path:
+                dtype: str = "float16", force: bool = False) -> Path:
+    """The GGUF file `out` (an existing file is refused unless `force`; a directory always)."""
     from localtune.export.fused import fused_model
+    from localtune.export.source import base_model_path
+    from localtune.outputs import check_output
 
+    check_output(out, kind="file", force=force, sources=(run, base_model_path(run, model)))
     m, _, base, config = fused_model(run, model=model, dequantize=True)
     return write_gguf(m, base, config, out, name=Path(run).name, dtype=dtype)

@@ -39,8 +39,12 @@ def peft_tensors(weights: dict[str, mx.array]) -> tuple[dict[str, mx.array], lis
     return out, sorted(layers), sorted(targets)
 
 
-def export_peft(run: str | Path, out: str | Path, *, base_name: str) -> Path:
-    """Write DIR/adapter_config.json + DIR/adapter_model.safetensors; returns DIR."""
+def export_peft(run: str | Path, out: str | Path, *, base_name: str, force: bool = False) -> Path:
+    """Write DIR/adapter_config.json + DIR/adapter_model.safetensors; returns DIR (built in a
+    temp dir and renamed into place; an existing one is refused unless `force`)."""
+    from localtune.outputs import check_output, staged_dir
+
+    check_output(out, force=force, sources=[run])
     spec, weights = read_adapter(run)
     tensors, layers, targets = peft_tensors(weights)
     short = {t.rsplit(".", 1)[-1] for t in spec.targets}
@@ -65,8 +69,7 @@ def export_peft(run: str | Path, out: str | Path, *, base_name: str) -> Path:
         "inference_mode": True,
         "modules_to_save": None,
     }
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_save_safetensors(out / PEFT_WEIGHTS, tensors, {"format": "pt"})
-    atomic_write_json(out / PEFT_CONFIG, config)
-    return out
+    with staged_dir(out, force=force, sources=[run]) as tmp:
+        atomic_save_safetensors(tmp / PEFT_WEIGHTS, tensors, {"format": "pt"})
+        atomic_write_json(tmp / PEFT_CONFIG, config)
+    return Path(out)

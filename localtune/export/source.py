@@ -3,16 +3,16 @@ the base model it was trained on, and the two loaded together."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import localtune  # noqa: F401
 import mlx.core as mx
 
 from localtune.errors import ModelError, RunError
-from localtune.lora import ADAPTER_FILE, CONFIG_FILE, LoraSpec, load_adapter, read_adapter_spec
-from localtune.models.load import check_model_dir
-from localtune.runs import read_run, record_of
+from localtune.lora import (ADAPTER_FILE, CONFIG_FILE, LoraSpec, load_adapter, read_adapter_file,
+                            read_adapter_spec, read_adapter_spec_json)
+from localtune.models.load import check_model_dir, check_model_weights
+from localtune.runs import read_run
 
 # Files of a model directory that an export rewrites instead of copying.
 WEIGHT_FILES = ("*.safetensors", "model.safetensors.index.json", "config.json", "localtune_import.json")
@@ -28,8 +28,12 @@ def adapter_dir(run: str | Path) -> Path:
 
 
 def run_info(run: Path) -> dict:
-    """The run's record; {} for an mlx_lm adapter dir (it has none)."""
-    return record_of(run)
+    """The run's record; {} for an mlx_lm adapter dir (it has none). A record that is there but
+    unreadable is an error: guessing the base from nothing would export onto the wrong one."""
+    info = read_run(run)
+    if info.problem:
+        raise RunError(f"{info.problem}; restore it from a backup, or give the base with --model")
+    return info.record
 
 
 def base_model_path(run: str | Path, model: str | None = None) -> Path:
@@ -47,7 +51,7 @@ def base_model_path(run: str | Path, model: str | None = None) -> Path:
     cfg_model = info.resolve(info.config.get("model"))
     if info.record:
         return resolve_model(cfg_model)  # None means the default model, as training did
-    mlx_lm_model = json.loads((run / CONFIG_FILE).read_text()).get("model")
+    mlx_lm_model = read_adapter_spec_json(run).get("model")
     if mlx_lm_model:
         return resolve_model(mlx_lm_model)
     raise RunError(f"{run}: cannot tell which base model this adapter belongs to; give --model")
@@ -72,9 +76,10 @@ def load_tuned(run: str | Path, model: str | None = None):
     run = adapter_dir(run)
     base = base_model_path(run, model)
     check_model_dir(base)
+    check_model_weights(base)
     try:
         m, tokenizer = load(str(base))
-    except (FileNotFoundError, ValueError, KeyError, OSError) as e:
+    except (FileNotFoundError, ValueError, KeyError, OSError, RuntimeError) as e:
         raise ModelError(f"cannot load model {base}: {e}") from e
     spec: LoraSpec = load_adapter(m, run)
     mx.eval(m.parameters())
@@ -83,4 +88,4 @@ def load_tuned(run: str | Path, model: str | None = None):
 
 def read_adapter(run: str | Path) -> tuple[LoraSpec, dict[str, mx.array]]:
     run = adapter_dir(run)
-    return read_adapter_spec(run), mx.load(str(run / ADAPTER_FILE))
+    return read_adapter_spec(run), read_adapter_file(run / ADAPTER_FILE)

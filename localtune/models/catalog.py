@@ -26,6 +26,8 @@ def describe_model_dir(path: Path, name: str | None = None, source: str = "local
         config = json.loads((path / "config.json").read_text())
     except (OSError, ValueError):
         return None
+    if not isinstance(config, dict):
+        return None
     q = config.get("quantization") or config.get("quantization_config")
     if isinstance(q, dict) and "bits" in q:
         quant = f"{q['bits']}bit"

@@ -10,8 +10,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import shutil
-import time
 from pathlib import Path
 
 import localtune  # noqa: F401  (OpenBLAS before mlx)
@@ -20,6 +18,7 @@ import mlx.core as mx
 from localtune import events
 from localtune.errors import ModelError
 from localtune.fsutil import atomic_save_safetensors, atomic_write_json
+from localtune.outputs import check_output, staged_dir
 
 GGUF_GROUP_SIZE = 32  # every GGUF block type MLX reads (Q4_0, Q4_1, Q8_0) has 32-weight blocks
 DTYPES = ("float32", "float16", "keep-quant")
@@ -273,30 +272,21 @@ def _write_weights(tmp: Path, weights: dict, emit) -> None:
     )
 
 
-def install_dir(tmp: Path, out_dir: Path) -> None:
-    """Move a finished temp directory into place; an existing out_dir is replaced whole."""
-    old = None
-    if out_dir.exists():
-        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}-{time.time_ns()}")
-        os.replace(out_dir, old)
-    os.replace(tmp, out_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def import_gguf(
     gguf_path: str | os.PathLike,
     out_dir: str | os.PathLike,
     *,
     dtype: str = "float32",
     on_event=None,
+    force: bool = False,
 ) -> Path:
     """Write an mlx_lm-loadable directory for a llama GGUF; returns out_dir.
 
     dtype: "float32"/"float16" dequantize everything; "keep-quant" keeps Q4_0/Q4_1/Q8_0 blocks
     as MLX 4/8-bit (group size 32) quantized weights, bit-exact.
     Built in a temp dir next to out_dir and renamed into place, so a crash never leaves a
-    half-written model.
+    half-written model. An existing non-empty out_dir is refused unless `force` (and never
+    replaced if it is a run, holds the GGUF, ...: localtune.outputs).
     """
     from localtune.models.gguf_tokenizer import write_tokenizer_files
 
@@ -304,6 +294,7 @@ def import_gguf(
         raise ModelError(f"unknown GGUF import dtype {dtype!r}; use one of {', '.join(DTYPES)}")
     emit = on_event or (lambda _e: None)
     path, out_dir = Path(gguf_path), Path(out_dir)
+    check_output(out_dir, force=force, sources=[path])  # before the slow part
     emit(events.Import("read", path=str(path), message=f"reading {path}").to_dict())
     tensors, meta = read_gguf(path)
     config = llama_config(meta, tensors, path)
@@ -314,10 +305,7 @@ def import_gguf(
         config["quantization_config"] = qcfg
     config["torch_dtype"] = dtype if dtype != "keep-quant" else "float16"
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}-{time.time_ns()}")
-    tmp.mkdir()
-    try:
+    with staged_dir(out_dir, force=force, sources=[path]) as tmp:
         emit(events.Import("convert", tensors=len(weights), message=f"converting {len(weights)} tensors to {dtype}"
                            ).to_dict())
         _write_weights(tmp, weights, emit)
@@ -341,9 +329,5 @@ def import_gguf(
                 "name": meta_value(meta, "general.name"),
             },
         )
-        install_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     emit(events.Import("done", path=str(out_dir), message=f"wrote {out_dir}").to_dict())
     return out_dir

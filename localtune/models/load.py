@@ -23,8 +23,12 @@ def trust_remote_code() -> bool:
     return os.environ.get(TRUST_REMOTE_CODE_ENV, "").strip().lower() in ("1", "true", "yes")
 
 
+REPAIR = "re-download or re-import the model (localtune models download / models import)"
+
+
 def check_model_dir(path: Path) -> None:
-    """ModelError naming the directory when it cannot be an mlx_lm model."""
+    """ModelError naming the directory when it cannot be an mlx_lm model; CorruptFileError naming
+    the file when its config.json is not a JSON object with a model_type."""
     if not path.is_dir():
         raise ModelError(f"model directory not found: {path}")
     if not (path / "config.json").is_file():
@@ -33,6 +37,25 @@ def check_model_dir(path: Path) -> None:
         raise ModelError(f"{path} has no *.safetensors weights")
     if not any((path / f).is_file() for f in _TOKENIZER_FILES):
         raise ModelError(f"{path} has no tokenizer files (tokenizer.json / tokenizer_config.json)")
+    read_model_config(path)
+
+
+def read_model_config(path: Path) -> dict:
+    from localtune.ioerrors import corrupt_file, read_json
+
+    config = read_json(path / "config.json", REPAIR)
+    if not isinstance(config.get("model_type"), str):
+        raise corrupt_file(path / "config.json", "no model_type", REPAIR)
+    return config
+
+
+def check_model_weights(path: Path) -> None:
+    """CorruptFileError naming the first truncated or damaged *.safetensors of a model directory
+    (headers only: cheap), before mlx fails on it with a message that names no file."""
+    from localtune.ioerrors import check_safetensors
+
+    for f in sorted(Path(path).glob("*.safetensors")):
+        check_safetensors(f, REPAIR)
 
 
 def cast_floats(model, dtype) -> int:
@@ -64,6 +87,7 @@ def load_model(path: str | os.PathLike, *, dtype: str | None = None):
 
     path = Path(path).expanduser()
     check_model_dir(path)
+    check_model_weights(path)
     if dtype is None:
         from localtune import backend
 
@@ -73,7 +97,7 @@ def load_model(path: str | os.PathLike, *, dtype: str | None = None):
     try:
         trust = trust_remote_code()
         model, tokenizer = load(str(path), tokenizer_config={"trust_remote_code": trust}, trust_remote_code=trust)
-    except (FileNotFoundError, ValueError, KeyError, OSError) as e:
+    except (FileNotFoundError, ValueError, KeyError, OSError, RuntimeError) as e:
         raise ModelError(f"cannot load model {path}: {e}") from e
     if dtype is not None:
         cast_floats(model, _FLOATS[dtype])

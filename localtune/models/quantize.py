@@ -6,13 +6,13 @@ import contextlib
 import io
 import os
 import shutil
-import time
 from pathlib import Path
 
 import localtune  # noqa: F401  (OpenBLAS before mlx)
 
 from localtune.errors import ModelError
 from localtune.fsutil import atomic_write_json
+from localtune.outputs import check_output, staged_dir
 
 # Files that travel with the weights (tokenizer, chat template, generation settings).
 _COPY = (
@@ -23,19 +23,23 @@ _COPY = (
 
 
 def quantize_model_dir(
-    src: str | os.PathLike, dst: str | os.PathLike, *, bits: int = 4, group_size: int = 64
+    src: str | os.PathLike, dst: str | os.PathLike, *, bits: int = 4, group_size: int = 64,
+    force: bool = False,
 ) -> Path:
     """Write src quantized (affine, `bits`, `group_size`) to dst; returns dst.
 
-    Built in a temp dir next to dst and renamed into place, so a crash leaves no half model.
+    Built in a temp dir next to dst and renamed into place, so a crash leaves no half model. An
+    existing non-empty dst is refused unless `force`, and never src or a directory around it.
     """
     from mlx_lm.utils import load_model, quantize_model, save_model
 
-    from localtune.models.gguf_import import install_dir
-    from localtune.models.load import check_model_dir
+    from localtune.ioerrors import mlx_writes
+    from localtune.models.load import check_model_dir, check_model_weights
 
     src, dst = Path(src).expanduser(), Path(dst).expanduser()
     check_model_dir(src)
+    check_model_weights(src)
+    check_output(dst, force=force, sources=[src], flag="DST")
     if bits not in (2, 3, 4, 5, 6, 8):
         raise ModelError(f"cannot quantize to {bits} bits (use 2, 3, 4, 5, 6 or 8)")
     model, config = load_model(src, lazy=True)
@@ -45,17 +49,12 @@ def quantize_model_dir(
     with contextlib.redirect_stdout(io.StringIO()):
         model, config = quantize_model(model, config, group_size=group_size, bits=bits)
 
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}-{time.time_ns()}")
-    try:
-        save_model(tmp, model)  # writes model*.safetensors + index into tmp
+    with staged_dir(dst, force=force, sources=[src], flag="DST") as tmp:
+        with mlx_writes(tmp / "model.safetensors"):
+            save_model(tmp, model)  # writes model*.safetensors + index into tmp
         config.pop("_name_or_path", None)
         atomic_write_json(tmp / "config.json", config)
         for name in _COPY:
             if (src / name).is_file():
                 shutil.copy2(src / name, tmp / name)
-        install_dir(tmp, dst)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return dst

@@ -56,23 +56,25 @@ def _norm_dtype(dtype: str | None) -> str:
 
 def import_gguf_cached(gguf: Path, dtype: str, *, name: str | None = None, on_event=None) -> Path:
     """models_dir()/<name or stem>-<dtype>, imported from the GGUF on first use only."""
-    from localtune.models.gguf_import import import_gguf, install_dir
+    from localtune.models.gguf_import import import_gguf
+    from localtune.outputs import install_dir
 
     out = models_dir() / f"{name or gguf.stem}-{dtype}"
     if is_model_dir(out):
         return out
+    # force: models_dir() is localtune's own; a leftover that is not a model is replaced.
     if dtype != "4bit":
-        return import_gguf(gguf, out, dtype=dtype, on_event=on_event)
+        return import_gguf(gguf, out, dtype=dtype, on_event=on_event, force=True)
     # A Q4 GGUF kept as is *is* 4-bit; a dense (F16/F32) one gets quantized after import.
     tmp = out.with_name(f".{out.name}.dense-{os.getpid()}")
-    import_gguf(gguf, tmp, dtype="keep-quant", on_event=on_event)
+    import_gguf(gguf, tmp, dtype="keep-quant", on_event=on_event, force=True)
     try:
         if "quantization" in json.loads((tmp / "config.json").read_text()):
             install_dir(tmp, out)
             return out
         from localtune.models.quantize import quantize_model_dir
 
-        return quantize_model_dir(tmp, out, bits=4, group_size=64)
+        return quantize_model_dir(tmp, out, bits=4, group_size=64, force=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -90,7 +92,7 @@ def _default_model(dtype: str, on_event) -> Path:
     if dtype in ("4bit", "keep-quant"):
         from localtune.models.quantize import quantize_model_dir
 
-        return quantize_model_dir(path, local, bits=4, group_size=64)
+        return quantize_model_dir(path, local, bits=4, group_size=64, force=True)
     return path  # load_model casts to the wanted float dtype
 
 

@@ -34,6 +34,7 @@ from localtune.runs.info import (
     has_adapter,
     is_run_dir,
     list_runs,
+    owning_run,
     read_run,
     record_of,
     run_status,
@@ -46,7 +47,7 @@ from localtune.runs.rundir import RunDir, parse_event, read_metrics
 __all__ = [
     "DEFAULT_ROOT", "ENDED", "INTERRUPTED", "LIVE", "RECORD_VERSION", "RESUMABLE", "RunDir", "RunInfo",
     "adapter_runs", "checkpoint_dir", "checkpoint_problem", "default_run_dir", "default_run_name",
-    "delete_run", "has_adapter", "is_run_dir", "latest_checkpoint", "latest_good_checkpoint", "layout",
+    "delete_run", "has_adapter", "is_run_dir", "latest_checkpoint", "latest_good_checkpoint", "layout", "owning_run",
     "list_checkpoints", "list_runs", "parse_event", "pid_alive", "process_running", "read_metrics",
     "read_run", "record_of", "run_status", "tell_readers",
 ]

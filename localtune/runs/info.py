@@ -176,6 +176,16 @@ def tell_readers(path: str | Path, on_event) -> None:
         on_event(events.Notice(note).to_dict())
 
 
+def owning_run(adapter: str | Path) -> Path | None:
+    """The run directory an adapter directory belongs to: itself, or for a checkpoint
+    (RUN/checkpoints/step-N) its run; None for an adapter outside any run (mlx_lm's)."""
+    adapter = Path(adapter)
+    for candidate in (adapter, adapter.parent.parent if adapter.parent.name == layout.CHECKPOINTS_DIR else None):
+        if candidate is not None and (candidate / layout.RUN_FILE).exists():
+            return candidate
+    return None
+
+
 def is_run_dir(path: str | Path) -> bool:
     """A directory localtune made for a run: a record that is a run's, or (a record localtune
     cannot read) its log beside it."""

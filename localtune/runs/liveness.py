@@ -20,7 +20,7 @@ def pid_alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
+    except (PermissionError, OverflowError):  # not ours, or not a pid this OS can ask about
         return True
     return True
 

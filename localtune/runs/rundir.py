@@ -172,7 +172,9 @@ def parse_event(line: str) -> dict | None:
         obj = json.loads(line)
     except json.JSONDecodeError:
         return None
-    return obj if isinstance(obj, dict) else None
+    if not isinstance(obj, dict) or not isinstance(obj.get("step", 0), int):
+        return None  # a step that is not a number would break every reader's sort and compare
+    return obj
 
 
 def read_metrics(path: str | Path) -> list[dict]:

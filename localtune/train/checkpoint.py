@@ -25,7 +25,7 @@ from localtune import events
 from localtune.errors import RunError
 from localtune.fsutil import _fsync_dir, atomic_save_safetensors, atomic_write_json
 from localtune.lora import ADAPTER_FILE, LoraSpec, load_adapter_weights, save_adapter
-from localtune.runs import layout
+from localtune.runs import RunDir, layout, read_run
 from localtune.runs.checkpoints import (  # noqa: F401  (re-exported: the checkpoint API in one import)
     checkpoint_dir,
     checkpoint_problem,
@@ -79,14 +79,60 @@ def save_checkpoint(
     return final
 
 
-def save_error(run_dir: Path, step: int, err: OSError) -> RunError:
-    """A clear message for a save that failed (disk full, permissions), naming what is still good."""
+def _intact(run_dir: Path) -> str:
     last = latest_checkpoint(run_dir)
-    intact = f"the last good checkpoint {last.name} is intact" if last else "no checkpoint was saved yet"
-    what = ("no space left on device" if err.errno == errno.ENOSPC
-            else (err.strerror or str(err)).lower())
+    return f"the last good checkpoint {last.name} is intact" if last else "no checkpoint was saved yet"
+
+
+def _what(err: OSError) -> str:
+    return "no space left on device" if err.errno == errno.ENOSPC else (err.strerror or str(err)).lower()
+
+
+def _go_on(run_dir: Path, kind: str | None = None) -> str:
+    kind = kind or read_run(run_dir).kind or "sft"
+    return f"fix that, then go on with `localtune train {kind} --resume {run_dir}`"
+
+
+def save_error(run_dir: Path, step: int, err: OSError) -> RunError:
+    """A clear message for a save that failed (disk full, permissions), naming what is still good
+    and the command that goes on from it."""
     where = f" ({err.filename})" if err.filename else ""
-    return RunError(f"{run_dir}: {what} while saving checkpoint {layout.checkpoint_name(step)}{where}; {intact}")
+    return RunError(f"{run_dir}: {_what(err)} while saving checkpoint {layout.checkpoint_name(step)}{where}; "
+                    f"{_intact(run_dir)}; {_go_on(run_dir)}")
+
+
+def storage_error(run_dir: Path, err: OSError, kind: str) -> RunError:
+    """Any other write of a run that failed (its log, metrics, record): what is still good, and
+    the command that goes on once there is space again."""
+    where = f" writing {err.filename}" if err.filename else ""
+    try:
+        intact = _intact(run_dir)
+    except OSError:
+        intact = "its checkpoints could not be listed"
+    return RunError(f"{run_dir}: {_what(err)}{where}; {intact}; {_go_on(run_dir, kind)}")
+
+
+def failed_before_start(run: RunDir) -> bool:
+    """A run that failed before its first step (a damaged model, a full disk at start): it holds
+    no checkpoint and no metrics, so the same command may simply be run again into it."""
+    try:
+        info = run.read()
+    except RunError:
+        return False
+    metrics = run.metrics_path
+    return (info.get("status") == "failed" and not list_checkpoints(run.path)
+            and not (metrics.exists() and metrics.stat().st_size))
+
+
+def record_end(run: RunDir, *, log: str | None = None, **fields) -> None:
+    """Say in the record how a run ended, if the disk still lets us: on a full or read-only disk the
+    error being raised matters more than the record of it."""
+    try:
+        run.update(**fields)
+        if log:
+            run.log(log)
+    except (OSError, RunError):
+        pass
 
 
 def _loop_state(saved: dict) -> LoopState:
@@ -116,6 +162,10 @@ def read_checkpoint(path: Path) -> tuple[dict, dict, dict]:
         opt = dict(mx.load(str(path / layout.OPTIMIZER_FILE)))
     except Exception as e:  # mlx raises RuntimeError/ValueError on a damaged file
         raise DamagedCheckpoint(path, f"unreadable ({e})") from None
+    loop = info.get("loop") if isinstance(info, dict) else None
+    if not isinstance(loop, dict) or not isinstance(loop.get("step"), int) or not isinstance(info.get("data"), dict):
+        # Resuming from defaults would restart at step 0 on the saved weights: silently wrong.
+        raise DamagedCheckpoint(path, f"{layout.STATE_FILE} is damaged (no step or data position)")
     return weights, opt, info
 
 

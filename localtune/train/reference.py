@@ -37,7 +37,9 @@ def starting_adapter(adapter_dir: str | Path | None) -> dict[str, mx.array] | No
     already hold a resumed checkpoint). None when starting from the base."""
     if not adapter_dir:
         return None
-    return dict(mx.load(str(Path(adapter_dir) / ADAPTER_FILE)))
+    from localtune.lora import read_adapter_file
+
+    return dict(read_adapter_file(Path(adapter_dir) / ADAPTER_FILE))
 
 
 @contextmanager

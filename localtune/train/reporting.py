@@ -79,7 +79,7 @@ def curves(events: list[dict]) -> dict[str, list[tuple[float, float]]]:
     for e in events:
         for k in out:
             if isinstance(e.get(k), (int, float)):
-                out[k].append((float(e["step"]), float(e[k])))
+                out[k].append((float(e.get("step", 0)), float(e[k])))
     return out
 
 

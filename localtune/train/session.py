@@ -32,6 +32,8 @@ from localtune.config import TrainConfig
 from localtune.errors import LocaltuneError, RunError
 from localtune.events import PhaseReporter
 from localtune.lora import LoraSpec, attach_lora, load_adapter, load_adapter_weights, save_adapter, spec_summary
+from localtune.models.identity import warn_if_other_base
+from localtune.outputs import check_new_run_dir
 from localtune.runs import RECORD_VERSION, RunDir, default_run_dir, layout, read_run
 from localtune.runs.checkpoints import latest_good_checkpoint
 from localtune.train import checkpoint as ckpt
@@ -123,8 +125,9 @@ def open_run(cfg, task_factory: TaskFactory, resume, overrides: dict, cfg_cls, o
     task = task_factory(cfg)  # once: a task may hold state (DPO's reference weights)
     if not resume:
         run = dp.run(RunDir(cfg.out or default_run_dir(task.kind)))
-        if run.exists():
+        if run.exists() and not ckpt.failed_before_start(run):  # a run that never started may be retried
             raise RunError(f"{run.path}: already a run directory; use --resume {run.path} or another --out")
+        check_new_run_dir(run.path)  # never into a directory of someone else's files
         cfg = cfg.with_absolute_paths().replace(out=os.path.abspath(run.path))
     out = RunEvents(run, on_event)
     s = Session(cfg, task, run, dp, out, bool(resume), record_before)
@@ -156,6 +159,7 @@ def load_model(s: Session) -> None:
     base = provenance.base_fingerprint(s.model)
     if s.cfg.adapter:
         s.spec = load_adapter(s.model, start_adapter(s))
+        warn_if_other_base(s.cfg.adapter, model_path, s.emit)
         keep_start_adapter(s)
     else:
         s.spec = s.cfg.lora_spec()
@@ -379,7 +383,8 @@ class RunEvents:
 
 @contextmanager
 def recorded_outcome(s: Session):
-    """Whatever ends the session early, the record says so (a refused resume leaves it as it was)."""
+    """Whatever ends the session early, the record says so (a refused resume leaves it as it was;
+    on a full or read-only disk the error matters more than the record of it: ckpt.record_end)."""
     run, cfg = s.run, s.cfg
     try:
         yield
@@ -393,15 +398,19 @@ def recorded_outcome(s: Session):
         msg = (f"failed: non-finite loss at step {e.step}" if "loss" in str(e) else f"failed: {e}")
         hint = (f"resume from {last.name} with a lower --lr: localtune train {s.task.kind} --resume {run.path} "
                 f"--lr {cfg.lr / 4:g}" if last else "start again with a lower --lr, or use --skip-nonfinite")
-        run.update(status="failed", error=f"{msg}; {hint}", finished=time.time())
+        ckpt.record_end(run, status="failed", error=f"{msg}; {hint}", finished=time.time())
         raise LocaltuneError(f"{run.path}: {msg}; {hint}") from None
     except LocaltuneError as e:
-        run.update(status="failed", error=str(e), finished=time.time())
+        ckpt.record_end(run, status="failed", error=str(e), finished=time.time())
         raise
+    except OSError as e:  # disk full or read-only mid-run: say what is still good and how to go on
+        err = ckpt.storage_error(run.path, e, s.task.kind)
+        ckpt.record_end(run, status="failed", error=str(err), finished=time.time())
+        raise err from None
     except KeyboardInterrupt:
-        run.update(status="stopped", finished=time.time())
+        ckpt.record_end(run, status="stopped", finished=time.time())
         raise
     except BaseException as e:
-        run.update(status="failed", error=f"{type(e).__name__}: {e}", finished=time.time())
-        run.log(traceback.format_exc())
+        ckpt.record_end(run, status="failed", error=f"{type(e).__name__}: {e}", finished=time.time(),
+                        log=traceback.format_exc())
         raise

@@ -143,6 +143,8 @@ async def test_export_a_tiny_run_as_peft(tui_env, trained_run, monkeypatch):
         assert "adapters/sft-tiny/export-peft" in text_of(screen, "#runs-status")
         assert not screen.query_one("#error").display and not screen.query_one("#export").disabled
         # again, pushing to the hub: offline, the export is written and the failed upload is shown
+        # (an export over an existing one is refused without force: localtune.outputs)
+        shutil.rmtree(out)
         dialog = await open_export_dialog(pilot, app)
         await paste_into(pilot, "#export-push", "someone/tiny-export")
         await pilot.press("enter")

@@ -171,7 +171,8 @@ def test_disk_full_while_saving_keeps_the_last_good_checkpoint(tiny_model_dir, t
     msg = str(e.value)
     assert msg.startswith(f"{run}: no space left on device while saving checkpoint step-000004")
     last = "step-000004" if fail_call == 6 else "step-000002"  # call 6 fails after step 4 was complete
-    assert msg.endswith(f"the last good checkpoint {last} is intact"), msg
+    assert f"the last good checkpoint {last} is intact; " in msg, msg
+    assert msg.endswith(f"then go on with `localtune train sft --resume {run}`"), msg
     assert RunDir(run).read()["status"] == "failed" and "no space left" in RunDir(run).read()["error"]
     after = snapshot(run)
     step2 = {k: v for k, v in saved.items() if k.startswith("checkpoints/step-000002/")}

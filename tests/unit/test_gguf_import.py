@@ -280,10 +280,15 @@ def test_unknown_tensor_is_an_error_and_leaves_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == [path]
 
 
-def test_reimport_replaces_existing_dir(tmp_path):
+def test_reimport_refuses_a_non_empty_dir_unless_forced(tmp_path):
+    from localtune.outputs import OutputRefused
+
     gguf, _ = write_gguf(tmp_path / "tiny.gguf")
     out = tmp_path / "out"
     out.mkdir()
     (out / "stale.txt").write_text("old")
-    import_gguf(gguf, out)
+    with pytest.raises(OutputRefused, match="--force"):
+        import_gguf(gguf, out)
+    assert (out / "stale.txt").read_text() == "old" and not (out / "config.json").exists()
+    import_gguf(gguf, out, force=True)
     assert not (out / "stale.txt").exists() and (out / "config.json").is_file()

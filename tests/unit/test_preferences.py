@@ -109,10 +109,10 @@ def test_masks_cover_the_final_response_only(tokenizer, tmp_path):
     # Truncation keeps both sides together; a response cut away entirely drops the pair.
     prompt_len = single.chosen_mask.index(True)
     kept, idx, counts = fit_pairs([single, multi], prompt_len + 3)
-    assert idx == [0] and counts == {"truncated": 2, "dropped": 1}
+    assert idx == [0] and counts == {"truncated": 2, "dropped": 1, "identical": 0}
     assert len(kept[0].chosen_ids) == len(kept[0].rejected_ids) == prompt_len + 3
     kept, idx, counts = fit_pairs([single, multi], prompt_len + 3, overlong="drop")
-    assert kept == [] and counts == {"truncated": 0, "dropped": 2}
+    assert kept == [] and counts == {"truncated": 0, "dropped": 2, "identical": 0}
 
 
 def test_data_check_and_stats_understand_pair_files(tmp_path, tiny_model_dir, capsys):
