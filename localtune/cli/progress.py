@@ -35,6 +35,7 @@ class TrainingDisplay:
             events.Reference: self._reference, events.Checkpoint: self._checkpoint, events.Done: self._done,
             events.Stopped: self._stopped, events.Skipped: self._skipped, events.Phase: self._phase,
             events.Notice: self._notice, events.UnusableCheckpoint: self._unusable,
+            events.EarlyStop: self._said, events.BestCheckpoint: self._said,
         }
 
     def __enter__(self):
@@ -85,6 +86,10 @@ class TrainingDisplay:
 
     def _notice(self, ev: events.Notice) -> None:
         self.print(f"[yellow]note:[/] {ev.message}")
+
+    def _said(self, ev) -> None:
+        """Events that word themselves (early stop, the best checkpoint)."""
+        self.print(ev.text())
 
     def _unusable(self, ev: events.UnusableCheckpoint) -> None:
         self.print(f"[yellow]checkpoint {ev.path} is unusable ({ev.reason}); trying an older one[/]")

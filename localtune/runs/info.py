@@ -25,7 +25,8 @@ from localtune.runs.rundir import RunDir, read_metrics
 
 LIVE = ("starting", "running")  # what a trainer writes while it works
 RECORD_VERSION = 2  # 2: paths in the config are absolute; data, base and adapter hashes
-PATH_KEYS = ("model", "data", "valid", "adapter", "out")  # config keys that may name local paths
+# config keys that may name local paths
+PATH_KEYS = ("model", "data", "valid", "adapter", "out", "eval_file", "eval_checks")
 
 
 def default_run_name(kind: str) -> str:
