@@ -144,6 +144,10 @@ class RunFollower:
     def is_dpo(self) -> bool:
         return self.info.get("kind") == "dpo" or any(n in self.series for n in DPO_SERIES)
 
+    def plot_series(self, plot: str) -> dict[str, tuple[list, list]]:
+        """The curves of one plot ("loss", "reward", "answers"), by the run's own metric registry."""
+        return {n: self.series[n] for n in events.plot_labels(plot, self.registry) if n in self.series}
+
     def eta_seconds(self) -> float | None:
         """From the wall time between train reports (deterministic given the metrics log)."""
         if not self.iters or self._first_timed is None or "time" not in self.last:

@@ -1,6 +1,6 @@
 """Runs: every run with status, kind, data, final losses and duration; curves, config, compare
-two runs on one plot, watch (re-attach), resume, delete and export (peft | fused | gguf, optional
-hub push) in a thread worker."""
+two runs on one plot, watch (re-attach), resume, delete, export (peft | fused | gguf, optional
+hub push) in a thread worker, and its evaluations with answers side by side (v)."""
 
 from __future__ import annotations
 
@@ -48,6 +48,7 @@ class RunsScreen(BaseScreen):
         Binding("ctrl+r", "resume", "Resume"),
         Binding("d", "delete", "Delete"),
         Binding("e", "export", "Export"),
+        Binding("v", "evals", "Evals"),
         Binding("g", "refresh", "Refresh"),
     ]
 
@@ -150,6 +151,13 @@ class RunsScreen(BaseScreen):
         self.compare = None if same else self.selected
         self.notify("comparison off" if same else f"compare against {self.selected['name']}: select another run")
         self.select(self.selected)
+
+    def action_evals(self) -> None:
+        """The selected run's evaluations, its answers beside the compared run's (or the base's)."""
+        if self._need_run():
+            from tui.screens.run_evals import RunEvalsScreen
+
+            self.app.push_screen(RunEvalsScreen(self.selected["path"], (self.compare or {}).get("path")))
 
     def action_resume(self) -> None:
         if self._need_run():

@@ -30,16 +30,19 @@ class RunView(Vertical):
         with Horizontal(id="run-plots"):
             yield CurvePlot("loss", id="loss-plot")
             yield CurvePlot("DPO reward accuracy / margin", "value", id="dpo-plot")
+            yield CurvePlot("answers (--eval-file)", "share", id="answers-plot")
         yield Log(id="run-log", max_lines=300)
 
     def on_mount(self) -> None:
         self.query_one("#dpo-plot").display = False
+        self.query_one("#answers-plot").display = False
         self.query_one("#run-error").display = False
 
     def clear(self) -> None:
         self.query_one("#run-log", Log).clear()
         self.query_one("#loss-plot", CurvePlot).set_series({})
         self.query_one("#dpo-plot", CurvePlot).set_series({})
+        self.query_one("#answers-plot", CurvePlot).set_series({})
 
     def show(self, f: RunFollower, extra_error: str = "") -> None:
         status = f.status
@@ -63,6 +66,9 @@ class RunView(Vertical):
         dpo = self.query_one("#dpo-plot", CurvePlot)
         dpo.display = f.is_dpo
         dpo.set_series({n: f.series[n] for n in DPO_SERIES if n in f.series})
+        answers = self.query_one("#answers-plot", CurvePlot)  # eval during training, when the run has it
+        answers.set_series(f.plot_series("answers"))
+        answers.display = bool(answers.series)
         if f.new_log:
             self.query_one("#run-log", Log).write_lines(f.new_log)
 
