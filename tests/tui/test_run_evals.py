@@ -36,6 +36,15 @@ def write_eval(run, name: str, answers: dict[str, list[str]], *, step: int | Non
         summary.write_text(summary.read_text().replace('"created": "', '"created": "0', 1))
 
 
+async def open_evals(pilot, table, run: str) -> RunEvalsScreen:
+    """Highlight `run` in the Runs table and press v; the evaluations screen it opens."""
+    table.move_cursor(row=next(i for i in range(table.row_count) if table.get_row_at(i)[0] == run))
+    await pilot.pause()
+    await pilot.press("v")
+    await wait_until(pilot, lambda: isinstance(pilot.app.screen, RunEvalsScreen), what="the evaluations screen")
+    return pilot.app.screen
+
+
 @pytest.mark.asyncio
 async def test_runs_screen_shows_evaluations_and_answers_side_by_side(tui_env):
     root = tui_env / "adapters"
@@ -51,12 +60,7 @@ async def test_runs_screen_shows_evaluations_and_answers_side_by_side(tui_env):
         table = app.screen.query_one(DataTable)
         await wait_until(pilot, lambda: table.row_count == 2, what="two runs listed")
         table.focus()
-        row = next(i for i in range(2) if table.get_row_at(i)[0] == "sft-a")
-        table.move_cursor(row=row)
-        await pilot.pause()
-        await pilot.press("v")
-        await wait_until(pilot, lambda: isinstance(app.screen, RunEvalsScreen), what="the evaluations screen")
-        screen = app.screen
+        screen = await open_evals(pilot, table, "sft-a")
         evals = screen.query_one("#evals-table", DataTable)
         assert evals.row_count == 2
         listed = [evals.get_row_at(i) for i in range(2)]
@@ -79,12 +83,7 @@ async def test_runs_screen_shows_evaluations_and_answers_side_by_side(tui_env):
 
         # compare: mark sft-a, go to dpo-b, `v`: dpo-b's answers beside sft-a's newest
         await pilot.press("m")
-        other = next(i for i in range(2) if table.get_row_at(i)[0] == "dpo-b")
-        table.move_cursor(row=other)
-        await pilot.pause()
-        await pilot.press("v")
-        await wait_until(pilot, lambda: isinstance(app.screen, RunEvalsScreen), what="the evaluations screen")
-        screen = app.screen
+        screen = await open_evals(pilot, table, "dpo-b")
         title = str(screen.query_one("#answers-title", Label).render())
         assert "dpo-b · 20990102-000000 · dpo-b" in title and "sft-a · 20990101-000000 · sft-a" in title
         texts = [str(w.render()) for w in screen.query(".answer").results(Static)]
