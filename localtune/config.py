@@ -65,6 +65,20 @@ class TrainConfig:
     report_every: int = _f(10, "log training loss every N steps")
     skip_nonfinite: bool = _f(False, "skip a batch whose loss or gradient is NaN/Inf instead of stopping")
     report_to: str | None = _f(None, "also log metrics to tensorboard and/or wandb (comma-separated; off by default)")
+    # judging the answers during training (the evaluation of `localtune eval`, at each eval point)
+    eval_file: str | None = _f(None, "prompts the model answers at each eval point (--eval-every): IFEval rows, "
+                                     "a prompts file (one a line) or chat rows (their last answer removed); "
+                                     "logs eval_* metrics (ended, loops, IFEval, checks) and RUN/eval/step-N/")
+    eval_checks: str | None = _f(None, "your own checks (YAML, as `localtune eval --checks`) for --eval-file's "
+                                       "answers: eval_check_<name> and eval_checks_passed")
+    eval_max_tokens: int = _f(128, "most tokens per answer in --eval-file's evaluation")
+    eval_temperature: float = _f(0.0, "sampling temperature of --eval-file's answers (0 = greedy)")
+    keep_best: str | None = _f(None, "the run's final adapter is the checkpoint with the best value of this "
+                                     "metric: val_loss, val_reward_accuracy, or an eval_* metric (eval_checks_passed, "
+                                     "eval_loops, eval_prompt_strict ...); checkpoints are saved at every eval "
+                                     "point and the best one is never pruned")
+    patience: int | None = _f(None, "with --keep-best: stop early after this many evaluations in a row "
+                                    "without a better value")
 
     def __post_init__(self):
         validate(self)
@@ -235,6 +249,29 @@ def problems(cfg: TrainConfig) -> list[str]:
 
 
 def validate(cfg: TrainConfig) -> None:
-    found = problems(cfg)
+    found = problems(cfg) + eval_problems(cfg)
     if found:
         raise LocaltuneError("bad configuration: " + "; ".join(found))
+
+
+def eval_problems(cfg: TrainConfig) -> list[str]:
+    """What is wrong with the eval-during-training and keep-best options (their names as flags)."""
+    from localtune.train.keep_best import metric_problem
+
+    out = []
+    if cfg.eval_checks and not cfg.eval_file:
+        out.append("eval_checks needs eval_file (the prompts whose answers it checks)")
+    if cfg.eval_max_tokens < 1:
+        out.append("eval_max_tokens must be >= 1")
+    if not cfg.eval_temperature >= 0:
+        out.append("eval_temperature must be >= 0 (0 = greedy)")
+    if cfg.patience is not None and cfg.patience < 1:
+        out.append("patience must be >= 1 (evaluations without a better value before stopping)")
+    if cfg.patience is not None and not cfg.keep_best:
+        out.append("patience needs keep_best (the metric whose progress it watches)")
+    if cfg.keep_best:
+        problem = metric_problem(cfg.keep_best, valid=bool(cfg.valid), eval_file=bool(cfg.eval_file),
+                                 eval_checks=bool(cfg.eval_checks))
+        if problem:
+            out.append(problem)
+    return out

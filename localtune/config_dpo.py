@@ -26,6 +26,9 @@ class DPOConfig(TrainConfig):
                   choices=REF_MODES)
     orpo_lambda: float = _f(0.1, "ORPO: weight of the odds-ratio term added to the chosen NLL")
     simpo_gamma: float = _f(0.5, "SimPO: target reward margin gamma")
+    rpo_alpha: float = _f(0.0, "weight of an NLL term on the chosen answers added to the preference loss "
+                               "(RPO, Pang et al. 2024; TRL's rpo_alpha: the chosen tokens' mean NLL): keeps "
+                               "the chosen answers likely, so the model still ends them; 0 = off, the paper uses 1")
 
     def __post_init__(self):
         # YAML values for these fields bypass config._coerce (it only knows TrainConfig's fields).
@@ -60,6 +63,8 @@ class DPOConfig(TrainConfig):
                 problems.append(f"label_smoothing applies to the sigmoid loss only (loss is {self.loss})")
             if self.orpo_lambda < 0:
                 problems.append("orpo_lambda must be >= 0")
+            if self.rpo_alpha < 0:
+                problems.append("rpo_alpha must be >= 0 (0 = off)")
         if self.train_on_prompt:
             problems.append("train_on_prompt does not apply to DPO (the loss is on the responses)")
         if self.pack:
@@ -75,4 +80,4 @@ class DPOConfig(TrainConfig):
         return self.loss not in REFERENCE_FREE
 
 
-DPO_FIELDS = {"beta", "loss", "label_smoothing", "ref", "orpo_lambda", "simpo_gamma"}
+DPO_FIELDS = {"beta", "loss", "label_smoothing", "ref", "orpo_lambda", "simpo_gamma", "rpo_alpha"}

@@ -34,7 +34,8 @@ class Metric:
     and the CLI progress ("val reward acc"). plot: the plot it is drawn on ("loss", "reward") or
     None. fmt: the number format. show: the text template (label and formatted value).
     summary: in the one-line summaries (CLI progress, TUI). card: in the model card's results.
-    final: `list_runs` reports its last value as `final_<key>`.
+    final: `list_runs` reports its last value as `final_<key>`. better: "lower" or "higher" when one
+    direction is better (what --keep-best compares), None when neither is (answer length).
     """
 
     key: str
@@ -45,6 +46,7 @@ class Metric:
     summary: bool = False
     card: bool = False
     final: bool = False
+    better: str | None = None
 
     def text(self, value) -> str:
         return self.show.format(label=self.label, value=format(value, self.fmt))
@@ -61,20 +63,21 @@ class Metric:
             return None
 
 
-PLOTS = {"loss": "loss", "reward": "reward accuracy / margin"}  # plot name -> title
+PLOTS = {"loss": "loss", "reward": "reward accuracy / margin",
+         "answers": "answers (eval during training)"}  # plot name -> title
 
 METRICS: tuple[Metric, ...] = (
-    Metric("train_loss", "train", plot="loss", summary=True, card=True, final=True),
-    Metric("val_loss", "valid", plot="loss", summary=True, card=True, final=True),
+    Metric("train_loss", "train", plot="loss", summary=True, card=True, final=True, better="lower"),
+    Metric("val_loss", "valid", plot="loss", summary=True, card=True, final=True, better="lower"),
     Metric("tokens_per_sec", "tok/s", fmt=".0f", show="{value} tok/s", summary=True),
     Metric("peak_memory_gb", "peak", fmt=".2f", show="peak {value} GB", summary=True),
     # Preference runs (DPO; a reward model reports the same): implicit reward of chosen vs rejected.
     # In the summaries "acc": short, as the CLI and TUI have always said it (a DPO summary line fits
     # an 80-column terminal); the plots name the series in full.
     Metric("reward_accuracy", "reward acc", plot="reward", fmt=".3f", show="acc {value}", summary=True),
-    Metric("val_reward_accuracy", "val reward acc", plot="reward", fmt=".3f", card=True),
+    Metric("val_reward_accuracy", "val reward acc", plot="reward", fmt=".3f", card=True, better="higher"),
     Metric("reward_margin", "margin", plot="reward", fmt=".3f", summary=True),
-    Metric("val_reward_margin", "val margin", plot="reward", fmt=".3f"),
+    Metric("val_reward_margin", "val margin", plot="reward", fmt=".3f", better="higher"),
     Metric("margin", "margin", plot="reward", fmt=".3f"),  # older/alternative spellings
     Metric("val_margin", "val margin", plot="reward", fmt=".3f"),
     Metric("reward_chosen", "reward chosen", fmt=".3f"),
@@ -431,6 +434,50 @@ class EvalProgress(Event):
     total: int | None = None
     seconds: float | None = None
     numbers: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EarlyStop(Event):
+    """--patience ran out: `evals` evaluations in a row without a better `metric` than the best,
+    `best` at `best_step` (the checkpoint that becomes the run's adapter)."""
+
+    name: ClassVar[str] = "early_stop"
+    recorded: ClassVar[bool] = True
+    logged: ClassVar[bool] = True
+    step: int
+    metric: str
+    evals: int
+    best_step: int | None = None
+    best: float | None = None
+
+    def text(self) -> str:
+        return (f"stopping early at step {self.step}: {self.metric} has not improved for {self.evals} "
+                f"evaluations (best {_num(self.best)} at step {self.best_step})")
+
+
+@dataclass(frozen=True)
+class BestCheckpoint(Event):
+    """--keep-best at the end of a run: the run's adapter is the checkpoint of `step`, whose `metric`
+    was `value` (the best of the run's evaluations). `last_step` is the step training ended at."""
+
+    name: ClassVar[str] = "best_checkpoint"
+    recorded: ClassVar[bool] = True
+    logged: ClassVar[bool] = True
+    step: int | None
+    metric: str
+    value: float | None
+    last_step: int
+    path: str | None = None
+
+    def text(self) -> str:
+        if self.step is None:
+            return f"--keep-best {self.metric}: no evaluation gave a value; the adapter is the last step's"
+        return (f"best checkpoint: step {self.step} ({self.metric} {_num(self.value)}); "
+                f"the run's adapter is that step's (training ended at step {self.last_step})")
+
+
+def _num(value) -> str:
+    return "-" if value is None else f"{value:.4g}"
 
 
 @dataclass(frozen=True)

@@ -168,7 +168,7 @@ def user_error(e: BaseException) -> LocaltuneError | None:
 
 
 def read_json(path: str | os.PathLike, todo: str, *, kind: type = dict):
-    """The JSON value of a file localtune relies on (config.json, run.json, trainer state...):
+    """The JSON value of a file localtune relies on (config.json, a run's record, trainer state...):
     FileNotFoundError as is (callers say what is missing), anything else that is wrong with it a
     CorruptFileError naming the file and saying `todo`."""
     path = Path(path)

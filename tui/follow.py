@@ -162,6 +162,10 @@ class RunFollower:
             return 0.0, True
         return self.progress.remaining(self.plan, self.clock())
 
+    def plot_series(self, plot: str) -> dict[str, tuple[list, list]]:
+        """The curves of one plot ("loss", "reward", "answers"), by the run's own metric registry."""
+        return {n: self.series[n] for n in events.plot_labels(plot, self.registry) if n in self.series}
+
     def eta_seconds(self) -> float | None:
         return self.eta()[0]
 

@@ -1,6 +1,7 @@
 """`localtune demo`: the main job. Import SmolLM2 offline, LoRA-tune it on samples/ (SFT, then DPO
-from the SFT adapter), and show held-out loss and preference accuracy before/after, and the base,
-SFT and DPO answers to held-out prompts."""
+from the SFT adapter), show held-out loss and preference accuracy before/after, then judge the base,
+SFT and DPO models by their answers (one eval table: Pip checks, ended, loops, IFEval) and show
+their answers to the held-out prompts side by side (cli/demo_report.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from localtune.cli.sampling_flags import add_sampling_flags, sampling_for, sampl
 from localtune.runs.layout import DEFAULT_ROOT
 
 SAMPLES = Path("samples")
-DEMO_MAX_TOKENS = 80
+DEMO_MAX_TOKENS = 128  # every Pip answer in samples/sft fits (325 of 325 but one, at 172 tokens)
 
 
 def register(sub) -> None:
@@ -20,7 +21,8 @@ def register(sub) -> None:
     p = sub.add_parser("demo", help="the main job: tune SmolLM2 on samples/ (SFT then DPO) and compare")
     p.add_argument("--config", default=str(SAMPLES / "sft.yaml"), help="the SFT config")
     p.add_argument("--dpo-config", default=str(SAMPLES / "dpo.yaml"), help="the DPO config")
-    p.add_argument("--prompts", default=str(SAMPLES / "sft" / "heldout_prompts.txt"))
+    p.add_argument("--prompts", default=str(SAMPLES / "sft" / "heldout_prompts.txt"),
+                   help="held-out prompts, one a line: judged with the validation prompts, shown side by side")
     p.add_argument("--iters", type=positive_int, help="SFT steps (overrides the config; e.g. 10 for a smoke run)")
     p.add_argument("--dpo-iters", type=positive_int, help="DPO steps (overrides the config)")
     p.add_argument("--no-dpo", action="store_true", help="stop after SFT")
@@ -73,7 +75,6 @@ def run(args) -> int:
     prompts_file = Path(args.prompts)
     if not prompts_file.exists():
         raise LocaltuneError(f"{prompts_file}: held-out prompts file not found")
-    prompts = [p.strip() for p in prompts_file.read_text(encoding="utf-8").splitlines() if p.strip()]
     stamp = time.strftime("%Y%m%d-%H%M%S")
     stop = StopFlag().install()
 
@@ -99,37 +100,22 @@ def run(args) -> int:
     if stop():  # stopped: no comparison of half-trained adapters, and a status that says so
         print(f"\nstopped; go on with: localtune train {'dpo' if dpo_run else 'sft'} --resume {dpo_run or sft_run}")
         return stop.exit_status()
-    _compare(model_path, sft_run, dpo_run, prompts, args, dpo_cfg.valid if dpo_run else None)
+    from localtune.cli.demo_report import DemoSets, report
+
+    sets = DemoSets(heldout=prompts_file, valid=SAMPLES / "sft" / "valid.jsonl",
+                    ifeval=SAMPLES / "ifeval" / "heldout.jsonl", checks=SAMPLES / "pip_checks.yaml",
+                    pairs=Path(dpo_cfg.valid) if dpo_run and dpo_cfg.valid else None)
+    stages = [("base", None), ("SFT", sft_run)] + ([("DPO", dpo_run)] if dpo_run else [])
+    sampling = sampling_for(args, model_path, max_tokens=DEMO_MAX_TOKENS)
+    print("\n== Judging the answers: base, SFT" + (", DPO" if dpo_run else "") + " (one loaded model)")
+    print(report(model_path, stages, sets, sampling, on_event=_eval_progress))
     print(f"\nadapters: {sft_run}" + (f", {dpo_run}" if dpo_run else ""))
     print(f"chat with it: localtune chat --adapter {dpo_run or sft_run}")
     return 0
 
 
-def _compare(model_path, sft_run, dpo_run, prompts, args, pairs_file) -> None:
-    """Answers (and held-out preference accuracy) of base, SFT and DPO from ONE loaded model:
-    the adapter off is the base; SFT and DPO share the adapter layout, so only weights swap."""
-    from localtune.chat import ChatSession
-    from localtune.lora import ADAPTER_FILE, load_adapter_weights
-    from localtune.train.dpo import preference_report
-
-    session = ChatSession.open(model_path, sft_run)
-    stages = [("SFT", sft_run)] + ([("DPO", dpo_run)] if dpo_run else [])
-    answers: dict[str, dict[str, str]] = {p: {} for p in prompts}
-    sampling = sampling_for(args, model_path, max_tokens=DEMO_MAX_TOKENS)
-    for name, run in stages:
-        load_adapter_weights(session.model, Path(run) / ADAPTER_FILE)
-        if pairs_file:
-            r = preference_report(session.model, session.tokenizer, pairs_file)
-            if name == "SFT":
-                print(f"held-out preference accuracy (chosen more likely than rejected, {r['pairs']} pairs): "
-                      f"base {r['base']:.2f}", end="")
-            print(f", {name} {r['tuned']:.2f} (implicit reward vs base {r['reward']:.2f})", end="")
-        for prompt in prompts:
-            both = session.compare(prompt, sampling)
-            answers[prompt].setdefault("base", both["base"])
-            answers[prompt][name] = both["tuned"]
-    print()
-    for prompt, by_stage in answers.items():
-        print(f"\n=== {prompt}")
-        for name, text in by_stage.items():
-            print(f"--- {name}\n{text.strip()}")
+def _eval_progress(e: dict) -> None:
+    if e.get("event") == "eval" and e.get("stage") == "done":
+        n = e.get("numbers") or {}
+        print(f"  {e['model']}: {e['seconds']:.0f} s, ended {n.get('ended', 0):.2f}, loops {n.get('loops', 0):.2f}",
+              flush=True)

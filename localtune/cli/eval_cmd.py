@@ -120,6 +120,8 @@ def format_table(models: list[tuple[str, dict]], check_names: list[str]) -> str:
     lines = [[label] + [_fmt(s[key], spec) for _, s in models] for key, label, spec in ROWS
              if any(s[key] is not None for _, s in models)]
     lines += [[f"check: {c}"] + [_fmt(s["checks"].get(c)) for _, s in models] for c in check_names]
+    if check_names:
+        lines.append(["every check passed"] + [_fmt(s.get("checks_passed")) for _, s in models])
     scores = list(dict.fromkeys(k for _, s in models for k in s["scores"]))
     lines += [[f"score: {k}"] + [_fmt(s["scores"].get(k), ".3f") for _, s in models] for k in scores]
     return _grid(["answers"] + [f"{name} ({s['answers']})" for name, s in models], lines)

@@ -44,6 +44,7 @@ class TrainingDisplay:
             events.Reference: self._reference, events.Checkpoint: self._checkpoint, events.Done: self._done,
             events.Stopped: self._stopped, events.Skipped: self._skipped, events.Phase: self._phase,
             events.Notice: self._notice, events.Warn: self._warn, events.UnusableCheckpoint: self._unusable,
+            events.EarlyStop: self._said, events.BestCheckpoint: self._said,
         }
 
     def __enter__(self):
@@ -97,6 +98,10 @@ class TrainingDisplay:
 
     def _warn(self, ev: events.Warn) -> None:
         self.print(f"[yellow]warning:[/] {_safe(ev.message)}")
+
+    def _said(self, ev) -> None:
+        """Events that word themselves (early stop, the best checkpoint)."""
+        self.print(ev.text())
 
     def _unusable(self, ev: events.UnusableCheckpoint) -> None:
         self.print(f"[yellow]checkpoint {ev.path} is unusable ({ev.reason}); trying an older one[/]")

@@ -18,12 +18,18 @@ def run(args) -> int:
     if not runs:
         print(f"no runs under {args.root}/")
         return 0
-    print(f"{'run':<32} {'kind':<5} {'status':<12} {'step':>6} {'train':>7} {'val':>7}")
+    # Answers judged during training (--eval-file), when any run has them; the best step (--keep-best).
+    extra = [(k, label) for k, label in (("final_eval_ended", "ended"), ("final_eval_loops", "loops"),
+                                         ("final_eval_checks_passed", "checks"), ("best_step", "best"))
+             if any(isinstance(r.get(k), (int, float)) for r in runs)]
+    fmt = lambda x: f"{x:.3f}" if isinstance(x, float) else (str(x) if isinstance(x, int) else "-")  # noqa: E731
+    print(f"{'run':<32} {'kind':<5} {'status':<12} {'step':>6} {'train':>7} {'val':>7}"
+          + "".join(f" {label:>7}" for _, label in extra))
     from localtune.safetext import printable
 
     for r in runs:
-        fmt = lambda x: f"{x:.3f}" if isinstance(x, (int, float)) else "-"  # noqa: E731
         name, kind, status = (printable(str(r.get(k, "?")), one_line=True) for k in ("name", "kind", "status"))
         print(f"{name:<32} {kind:<5} {status:<12} {r.get('step', '-')!s:>6} "
-              f"{fmt(r['final_train_loss']):>7} {fmt(r['final_val_loss']):>7}")
+              f"{fmt(r['final_train_loss']):>7} {fmt(r['final_val_loss']):>7}"
+              + "".join(f" {fmt(r.get(k)):>7}" for k, _ in extra))
     return 0

@@ -14,9 +14,10 @@ from pathlib import Path
 from localtune.errors import LocaltuneError
 from localtune.eval.results import ModelEval
 from localtune.fsutil import atomic_write_json, atomic_write_text
+from localtune.runs import layout
 
-SUMMARY_FILE = "summary.json"
-ANSWERS_FILE = "answers.jsonl"
+SUMMARY_FILE = layout.EVAL_SUMMARY_FILE
+ANSWERS_FILE = layout.EVAL_ANSWERS_FILE
 FORMAT_VERSION = 1
 
 

@@ -97,6 +97,8 @@ class ModelEval:
             "loops": _share([a.loops for a in self.answers]),
             "mean_tokens": sum(len(a.completion.token_ids) for a in self.answers) / n if n else None,
             "checks": {c: _share([a.checks[c] for a in self.answers if c in a.checks]) for c in check_names},
+            # the share of answers (those any check applies to) that pass every check that applies
+            "checks_passed": _share([all(a.checks.values()) for a in self.answers if a.checks]),
             "scores": {s: sum(a.scores[s] for a in self.answers if s in a.scores)
                        / sum(1 for a in self.answers if s in a.scores) for s in score_names},
             "families": families,
@@ -105,9 +107,11 @@ class ModelEval:
 
     def metrics(self, prefix: str = "eval_") -> dict[str, float]:
         """Flat numbers for the run's metrics log (eval during training): eval_prompt_strict, eval_loops,
-        eval_check_<name>, eval_score_<name> ...; numbers that do not apply are left out."""
+        eval_checks_passed, eval_check_<name>, eval_score_<name> ...; numbers that do not apply are
+        left out. Their Metric declarations: eval.during_training.eval_metrics."""
         s = self.summary()
-        out = {f"{prefix}{k}": s[k] for k in IFEVAL_NUMBERS + HEALTH_NUMBERS if s[k] is not None}
+        out = {f"{prefix}{k}": s[k] for k in IFEVAL_NUMBERS + HEALTH_NUMBERS + ("checks_passed",)
+               if s[k] is not None}
         out.update({f"{prefix}check_{k}": v for k, v in s["checks"].items() if v is not None})
         out.update({f"{prefix}score_{k}": v for k, v in s["scores"].items()})
         return out

@@ -9,7 +9,8 @@ from localtune.runs import read_metrics, read_run
 
 # The settings worth a reader's time; the whole config is in the run's record.
 CARD_KEYS = ("iters", "epochs", "batch_size", "grad_accum", "lr", "schedule", "warmup", "lora_rank",
-             "lora_alpha", "lora_layers", "lora_targets", "dora", "max_seq_len", "seed", "beta", "loss")
+             "lora_alpha", "lora_layers", "lora_targets", "dora", "max_seq_len", "seed", "beta", "loss",
+             "rpo_alpha", "eval_file", "keep_best", "patience")
 
 
 def final_metrics(run: Path) -> dict:
@@ -45,6 +46,11 @@ def model_card(run: str | Path, fmt: str, base_name: str, *, has_plot: bool) -> 
     lines += [f"- {k}: {v:.4f} (step {s})" for k, (s, v) in metrics.items()] or ["- no metrics recorded"]
     if info.get("step") is not None:
         lines.append(f"- steps: {info['step']}, status: {info.get('status', '?')}")
+    if info.get("best_metric") and info.get("adapter_step") is not None:
+        stopped = (f"; stopped early at step {info['early_stopped_at']} (patience {cfg.get('patience')})"
+                   if info.get("early_stopped_at") is not None else "")
+        lines.append(f"- the adapter is the checkpoint of step {info['adapter_step']}, the best by "
+                     f"{info['best_metric']} ({info.get('best_value')}){stopped}")
     if has_plot:
         lines += ["", "![loss curve: training (blue) and validation (orange) loss per step](loss.png)"]
     usage = {

@@ -10,6 +10,7 @@ knows the names of the files inside one (layout.py spells them; a test greps for
     tell_readers(path, emit) notices for a reader of its adapter (still training, old relative paths)
     adapter_runs(root)       directories holding an adapter (for chat)
     checkpoints.*            checkpoint paths, which are whole, prune, partial-write cleanup
+    list_evals(path)         the run's evaluations (RUN/eval/*/summary.json, answers.jsonl)
 """
 
 from localtune.runs import layout
@@ -20,6 +21,7 @@ from localtune.runs.checkpoints import (
     latest_good_checkpoint,
     list_checkpoints,
 )
+from localtune.runs.evals import EvalInfo, list_evals, read_eval
 from localtune.runs.info import (
     ENDED,
     INTERRUPTED,
@@ -45,9 +47,9 @@ from localtune.runs.liveness import pid_alive, process_running
 from localtune.runs.rundir import RunDir, parse_event, read_metrics
 
 __all__ = [
-    "DEFAULT_ROOT", "ENDED", "INTERRUPTED", "LIVE", "RECORD_VERSION", "RESUMABLE", "RunDir", "RunInfo",
-    "adapter_runs", "checkpoint_dir", "checkpoint_problem", "default_run_dir", "default_run_name",
-    "delete_run", "has_adapter", "is_run_dir", "latest_checkpoint", "latest_good_checkpoint", "layout", "owning_run",
-    "list_checkpoints", "list_runs", "parse_event", "pid_alive", "process_running", "read_metrics",
-    "read_run", "record_of", "run_status", "tell_readers",
+    "DEFAULT_ROOT", "ENDED", "EvalInfo", "INTERRUPTED", "LIVE", "RECORD_VERSION", "RESUMABLE", "RunDir",
+    "RunInfo", "adapter_runs", "checkpoint_dir", "checkpoint_problem", "default_run_dir", "default_run_name",
+    "delete_run", "has_adapter", "is_run_dir", "latest_checkpoint", "latest_good_checkpoint", "layout",
+    "list_checkpoints", "list_evals", "list_runs", "owning_run", "parse_event", "pid_alive", "process_running",
+    "read_eval", "read_metrics", "read_run", "record_of", "run_status", "tell_readers",
 ]

@@ -103,9 +103,14 @@ def latest_good_checkpoint(run_dir: str | Path) -> Path | None:
     return None
 
 
-def prune(run_dir: str | Path, keep: int) -> None:
+def prune(run_dir: str | Path, keep: int, protect=()) -> None:
+    """Delete all but the newest `keep` checkpoints, and never the steps in `protect` (the best one
+    of --keep-best, which becomes the run's adapter at the end)."""
     checkpoints = list_checkpoints(run_dir)
+    protect = set(protect)
     for old in checkpoints[: max(len(checkpoints) - max(keep, 1), 0)]:
+        if layout.step_of(old) in protect:
+            continue
         # Rename first (atomic), then delete: a kill mid-delete leaves a hidden dir, not a torn step-N.
         doomed = old.with_name(f".{old.name}.deleting")
         shutil.rmtree(doomed, ignore_errors=True)  # a leftover of an earlier killed prune
@@ -114,6 +119,20 @@ def prune(run_dir: str | Path, keep: int) -> None:
         except OSError:
             continue
         shutil.rmtree(doomed, ignore_errors=True)
+
+
+def best_steps(run_dir: str | Path, key: str) -> set[int]:
+    """The best step (--keep-best) as the newest whole checkpoint recorded it (its trainer state's
+    loop.extra[key].best_step), for a prune before that state is loaded; empty when none."""
+    last = latest_good_checkpoint(run_dir)
+    if last is None:
+        return set()
+    try:
+        extra = json.loads((last / layout.STATE_FILE).read_text())["loop"].get("extra") or {}
+        step = (extra.get(key) or {}).get("best_step")
+    except (OSError, ValueError, KeyError, AttributeError, TypeError):
+        return set()
+    return {step} if isinstance(step, int) else set()
 
 
 def remove_partial_writes(run_dir: str | Path) -> list[Path]:

@@ -30,7 +30,8 @@ ENDED = ("finished", "failed", "stopped")
 INTERRUPTED = "interrupted"
 RESUMABLE = ("stopped", "failed", INTERRUPTED)  # ended before its last step: resume goes on from there
 RECORD_VERSION = 2  # 2: paths in the config are absolute; data, base and adapter hashes
-PATH_KEYS = ("model", "data", "valid", "adapter", "out")  # config keys that may name local paths
+# config keys that may name local paths
+PATH_KEYS = ("model", "data", "valid", "adapter", "out", "eval_file", "eval_checks")
 
 
 def default_run_name(kind: str) -> str:

@@ -9,7 +9,8 @@ adapters/<run>/
   checkpoints/step-NNNNNN/ adapter + optimizer state + trainer state (step, data order)
   reference/               DPO reference log-probs, cached
   start_adapter/           a copy of the adapter the run started from (--adapter)
-  eval/<name>/             evaluations of the run
+  eval/<name>/             evaluations of the run: summary.json + answers.jsonl (localtune eval's
+                           <time>, or step-NNNNNN for those made during training)
   loss.png, tensorboard/, console.log, tui-config.yaml
 No imports here: everything may import this module.
 """
@@ -36,6 +37,8 @@ CHECKPOINT_FILES = (ADAPTER_FILE, ADAPTER_CONFIG_FILE, OPTIMIZER_FILE, STATE_FIL
 REFERENCE_DIR = "reference"
 START_ADAPTER_DIR = "start_adapter"
 EVAL_DIR = "eval"
+EVAL_SUMMARY_FILE = "summary.json"  # localtune/eval/results.py holds their keys
+EVAL_ANSWERS_FILE = "answers.jsonl"
 LOSS_PNG = "loss.png"
 TENSORBOARD_DIR = "tensorboard"
 CONSOLE_LOG = "console.log"  # the trainer's stdout/stderr when the TUI started it

@@ -27,6 +27,7 @@ from localtune.fsutil import _fsync_dir, atomic_save_safetensors, atomic_write_j
 from localtune.lora import ADAPTER_FILE, LoraSpec, load_adapter_weights, save_adapter
 from localtune.runs import RunDir, layout, read_run
 from localtune.runs.checkpoints import (  # noqa: F401  (re-exported: the checkpoint API in one import)
+    best_steps,
     checkpoint_dir,
     checkpoint_problem,
     latest_checkpoint,
@@ -48,15 +49,17 @@ def save_checkpoint(
     data_position: dict,
     keep: int = 3,
     pause: Callable[[], None] | None = None,
+    protect=(),
 ) -> Path:
     """Write the checkpoint of `state.step`; returns its directory. `pause` runs between its files
-    (fault tests use it to land a kill mid-save)."""
+    (fault tests use it to land a kill mid-save). Older ones beyond `keep` are pruned, except the
+    steps in `protect` (the best checkpoint)."""
     pause = pause or (lambda: None)
     final = checkpoint_dir(run_dir, state.step)
     if (final / layout.STATE_FILE).exists():
         # The same step again (a stop right after a save point): its weights are the same, and
         # deleting the complete one to rewrite it would open a window with no checkpoint.
-        prune(run_dir, keep)
+        prune(run_dir, keep, protect)
         return final
     tmp = temp_dir(final)
     if tmp.exists():
@@ -75,7 +78,7 @@ def save_checkpoint(
         raise
     _fsync_dir(final.parent)
     pause()
-    prune(run_dir, keep)
+    prune(run_dir, keep, protect)
     return final
 
 

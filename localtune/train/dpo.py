@@ -15,6 +15,7 @@ import localtune  # noqa: F401
 import mlx.core as mx
 
 from localtune.data.batching import BatchStream, EvalBatches, Shard, eval_groups
+from localtune.events import Metric
 from localtune.train.reference import (
     cached_reference,
     eval_mode,
@@ -23,7 +24,7 @@ from localtune.train.reference import (
     starting_adapter,
 )
 
-__all__ = ["sigmoid_loss", "ipo_loss", "hinge_loss", "orpo_loss", "simpo_loss", "sequence_logps",
+__all__ = ["sigmoid_loss", "ipo_loss", "hinge_loss", "orpo_loss", "simpo_loss", "chosen_nll", "sequence_logps",
            "PairBatch", "PairStream", "PreferenceLoss", "dpo_task", "preference_report"]
 
 
@@ -69,6 +70,15 @@ def simpo_loss(pc, pr, lc, lr, beta: float, gamma: float):
     """SimPO, Meng et al. 2024 eq. 6: -log σ(β/|y_w| log π(y_w) - β/|y_l| log π(y_l) - γ).
     Reference-free."""
     return -_log_sigmoid(beta * pc / lc - beta * pr / lr - gamma)
+
+
+def chosen_nll(pc, lc):
+    """The chosen answers' negative log-likelihood per token, over every chosen token of the batch
+    (TRL's nll_loss for rpo_alpha: one cross-entropy over the batch's chosen tokens). RPO (Pang et
+    al. 2024) adds alpha times it to each pair's loss: DPO alone can lower the chosen answer's
+    likelihood as long as the rejected one falls faster, and an answer that is no longer likely
+    is one the model no longer ends."""
+    return -pc.sum() / mx.maximum(lc.sum(), 1)
 
 
 def rewards(loss: str, pc, pr, rc, rr, lc, lr, *, beta: float, orpo_lambda: float):
@@ -172,8 +182,11 @@ class PreferenceLoss:
         rc, rr = ref[:b], ref[b:]
         losses = pair_losses(cfg, pc, pr, rc, rr, lc, lr)
         wc, wr = rewards(cfg.loss, pc, pr, rc, rr, lc, lr, beta=cfg.beta, orpo_lambda=cfg.orpo_lambda)
+        nll = chosen_nll(pc, lc)
+        if cfg.rpo_alpha:
+            losses = losses + cfg.rpo_alpha * nll
         metrics = {"reward_accuracy": (wc > wr).astype(mx.float32).mean(), "reward_chosen": wc.mean(),
-                   "reward_rejected": wr.mean(), "reward_margin": (wc - wr).mean()}
+                   "reward_rejected": wr.mean(), "reward_margin": (wc - wr).mean(), "chosen_nll": nll}
         if cfg.uses_reference:
             # KL-ish drift: how far the policy moved from the reference on chosen, per token.
             metrics["logp_drift"] = ((pc - rc) / lc).mean()
@@ -214,7 +227,13 @@ def dpo_task(cfg):
     from localtune.train.task import TrainingTask
 
     loss_fn = PreferenceLoss(cfg)
-    return TrainingTask("dpo", loss_fn, lambda ctx: build_dpo_data(ctx, loss_fn), weight_unit="pairs")
+    return TrainingTask("dpo", loss_fn, lambda ctx: build_dpo_data(ctx, loss_fn), weight_unit="pairs",
+                        metrics=DPO_METRICS)
+
+
+# Reported by every DPO run: how likely the chosen answers still are (it falls when DPO breaks them).
+DPO_METRICS = (Metric("chosen_nll", "chosen NLL", plot="loss", fmt=".3f", summary=True),
+               Metric("val_chosen_nll", "val chosen NLL", plot="loss", fmt=".3f", card=True, better="lower"))
 
 
 # --- evaluation for demos -----------------------------------------------------------------------

@@ -97,12 +97,19 @@ def train(
     save_checkpoint: Callable[[LoopState], None] | None = None,
     all_reduce: Callable | None = None,
     phase: PhaseReporter | None = None,
+    answer_eval: Callable[[int], dict] | None = None,
+    keep_best=None,
 ) -> str:
     """Run optimizer steps until settings.iters; returns "finished" or "stopped".
 
     Raises NonFiniteLoss (after nothing was applied for that step) unless skip_nonfinite.
     `phase` reports the stage (training, evaluating n/N, saving, stopping) as `phase` events
     (the session gives one; without it the loop reports none).
+    At each eval point (every eval_every steps, the last step, and step 0 as the curve's start):
+    the validation loss over `valid_batches` and the numbers of `answer_eval(step)` (generation-based
+    eval) go out as one `val` event. `keep_best` (train/keep_best.KeepBest) sees those numbers: its
+    state is kept in `state.extra` (so checkpoints carry it), every eval point is then also a save
+    point, and when its patience runs out the loop saves, emits `early_stop` and returns "finished".
     """
     loss_and_grad = nn.value_and_grad(model, loss_fn)
     accum = settings.grad_accum
@@ -136,15 +143,31 @@ def train(
     def finite(*arrays) -> bool:
         return all(bool(mx.all(mx.isfinite(a)).item()) for a in arrays)
 
-    def validate(step: int) -> None:
-        batches = valid_batches()
-        progress = phase.counter("evaluating", len(batches)) if isinstance(batches, Sized) else None
+    def validate(step: int) -> dict:
         t = time.perf_counter()
-        result = evaluate(model, loss_fn, batches, progress)
-        on_event(events.Val(step, result.pop("val_loss"), time.perf_counter() - t, result).to_dict())
+        result = {}
+        if valid_batches:
+            batches = valid_batches()
+            progress = phase.counter("evaluating", len(batches)) if isinstance(batches, Sized) else None
+            result = evaluate(model, loss_fn, batches, progress)
+        if answer_eval:
+            result.update(answer_eval(step))
+        on_event(events.Val(step, result.get("val_loss"), time.perf_counter() - t,
+                            {k: v for k, v in result.items() if k != "val_loss"}).to_dict())
+        return result
 
-    if valid_batches and state.step == 0:
-        validate(0)  # the curve's starting point: the model before any update
+    def judge(step: int) -> bool:
+        """Evaluate; True when keep_best's patience ran out."""
+        values = validate(step)
+        if keep_best is None:
+            return False
+        stop = keep_best.update(step, values)
+        state.extra[keep_best.key] = keep_best.state()
+        return stop
+
+    evaluates = bool(valid_batches or answer_eval)
+    if evaluates and state.step == 0:
+        judge(0)  # the curve's starting point: the model before any update
     phase("training")
     while state.step < settings.iters:
         if should_stop():
@@ -202,13 +225,18 @@ def train(
         if state.step % settings.report_every == 0 or last or state.step == 1:
             on_event(_report(state, window, optimizer, settings))
             window = _new_window()
-        evaluate_now = valid_batches and (last or (settings.eval_every and state.step % settings.eval_every == 0))
-        if evaluate_now:
-            validate(state.step)
-        save_now = save_checkpoint and (last or (settings.save_every and state.step % settings.save_every == 0))
+        evaluate_now = evaluates and (last or (settings.eval_every and state.step % settings.eval_every == 0))
+        stop_early = judge(state.step) if evaluate_now else False
+        # With keep_best every eval point is a save point: the best step must have a checkpoint.
+        save_now = save_checkpoint and (last or stop_early or (keep_best is not None and evaluate_now)
+                                        or (settings.save_every and state.step % settings.save_every == 0))
         if save_now:
             phase("saving")
             save_checkpoint(state)
+        if stop_early:
+            on_event(events.EarlyStop(state.step, keep_best.metric, keep_best.bad_evals,
+                                      keep_best.best_step, keep_best.best).to_dict())
+            return "finished"  # early: keep_best.stopped_at says so
         if (evaluate_now or save_now) and not last:
             phase("training")
     return "finished"

@@ -5,8 +5,9 @@
       load_model    the base model, the adapter (new, or the one the run started from)
       build_data    the data files (resolved, hashed, checked on resume), the task's batches
       restore       on resume: the newest good checkpoint and the data position
-      loop          train.loop.train with the task's loss and batches
-      finish        the final adapter, loss.png and the record's status
+      loop          train.loop.train with the task's loss and batches (and, with --eval-file, the
+                    answers judged at each eval point; with --keep-best, the best step tracked)
+      finish        the final adapter (--keep-best: the best checkpoint's), loss.png, the record's status
 
 Every mode (SFT, DPO, ...) is a TrainingTask (train/task.py); this file knows none of them.
 Failures leave the record saying why and keep the last good checkpoint; a stop checkpoints.
@@ -42,8 +43,12 @@ from localtune.train.distributed import DataParallel
 from localtune.train.loop import LoopSettings, LoopState, NonFiniteLoss, train
 from localtune.train.memory import enable_grad_checkpoint
 from localtune.train.schedule import build_schedule
+from localtune.eval.during_training import AnswerEval
+from localtune.train.keep_best import KeepBest
 from localtune.train.task import TaskContext, TaskData, TaskFactory, TrainingTask
 
+# Config keys naming local files (made absolute in the record; resolved when an old record has them relative).
+RESOLVED_KEYS = ("model", "data", "valid", "adapter", "eval_file", "eval_checks")
 # Settings that may change on resume; any other difference is refused (it would not be the same run).
 RESUMABLE_CHANGES = {"iters", "epochs", "eval_every", "save_every", "report_every",
                      "keep_checkpoints", "skip_nonfinite", "lr", "val_batches", "report_to"}
@@ -100,6 +105,8 @@ class Session:
     tokenizer: object = None
     spec: LoraSpec | None = None
     start_adapter: Path | None = None
+    answer_eval: AnswerEval | None = None  # --eval-file: what each eval point asks the model
+    keep_best: KeepBest | None = None  # --keep-best: the best step so far (restored on resume)
     data: TaskData | None = None
     optimizer: object = None
     iters: int = 0
@@ -133,6 +140,8 @@ def open_run(cfg, task_factory: TaskFactory, resume, overrides: dict, cfg_cls, o
     s = Session(cfg, task, run, dp, out, bool(resume), record_before)
     for note in notes:
         s.emit(events.Notice(note).to_dict())
+    # Before the model loads: a bad prompt row or checks file costs seconds, not a model load.
+    s.answer_eval = AnswerEval.for_config(cfg, on_event=on_event)
     return s
 
 
@@ -142,7 +151,7 @@ def start_record(s: Session) -> None:
     s.run.write({**before, "kind": s.task.kind, "status": "starting", "pid": os.getpid(),
                  "started": before.get("started", time.time()), "config": s.cfg.to_dict(),
                  "record_version": RECORD_VERSION, "weight_unit": s.task.weight_unit,
-                 "metrics": [m.to_dict() for m in s.task.metrics]})
+                 "metrics": [m.to_dict() for m in run_metrics(s)]})
     s.out.open_reports(s.cfg.report_to if s.dp.is_main else None)
     backend.set_wired_limit()
     mx.random.seed(s.cfg.seed)
@@ -180,7 +189,10 @@ def build_data(s: Session) -> None:
     files = {"train": Path(resolve_dataset(s.cfg.data, split="train", on_event=s.emit))}
     if s.cfg.valid:
         files["valid"] = Path(resolve_dataset(s.cfg.valid, split=VALID_SPLITS, on_event=s.emit))
-    check_data(s, files)
+    # The eval prompts and checks are hashed with the data: other prompts would be another curve.
+    judged = {role: Path(p) for role, p in (("eval_file", s.cfg.eval_file), ("eval_checks", s.cfg.eval_checks))
+              if p and Path(p).is_file()}
+    check_data(s, {**files, **judged})
     ctx = TaskContext(s.model, s.tokenizer, s.dp.config(s.cfg), s.run.path, files, s.emit, s.out.phase,
                       shard=s.dp.shard, start_adapter=s.start_adapter, resuming=s.resume,
                       start_adapter_unverified=s.resume and bool(s.cfg.adapter)
@@ -197,11 +209,13 @@ def restore(s: Session) -> None:
         return
     if s.dp.is_main:  # other ranks never write, and must not delete rank 0's temp files
         ckpt.remove_partial_writes(s.run.path)  # a killed writer's temp files; we hold the lock
-        ckpt.prune(s.run.path, s.cfg.keep_checkpoints)  # a kill between a save and its prune
+        # a kill between a save and its prune; the best checkpoint (--keep-best) stays
+        ckpt.prune(s.run.path, s.cfg.keep_checkpoints, protect=ckpt.best_steps(s.run.path, KeepBest.key))
     found = ckpt.restore_latest(s.run.path, s.model, s.optimizer, on_event=s.emit)
     if found is not None:
         path, s.state, position = found
         s.data.train.seek(position)
+        s.keep_best = KeepBest.for_config(s.cfg, s.state.extra.get(KeepBest.key))
     # No checkpoint yet (killed early): start over; same seed, so the same run as unbroken.
     s.run.truncate_metrics(s.state.step if found is not None else -1)
     s.emit(events.Resumed(s.state.step, str(found[0]) if found else "none (starting over)").to_dict())
@@ -211,8 +225,10 @@ def loop(s: Session, should_stop: Callable[[], bool]) -> str:
     cfg = s.cfg
     s.run.update(status="running", iters=s.iters, **s.data.record, **spec_summary(s.model))
     s.emit(events.Start(str(s.run.path), s.iters, s.state.step, s.data.train.batches_per_epoch,
-                        weight_unit=s.task.weight_unit, metrics=[m.to_dict() for m in s.task.metrics] or None,
+                        weight_unit=s.task.weight_unit, metrics=[m.to_dict() for m in run_metrics(s)] or None,
                         **spec_summary(s.model)).to_dict())
+    if s.keep_best is None:  # a new run (a resume restored its own)
+        s.keep_best = KeepBest.for_config(cfg)
     settings = LoopSettings(iters=s.iters, grad_accum=cfg.grad_accum, report_every=cfg.report_every,
                             eval_every=cfg.eval_every, save_every=cfg.save_every, grad_clip=cfg.grad_clip,
                             seed=cfg.seed, skip_nonfinite=cfg.skip_nonfinite,
@@ -221,17 +237,27 @@ def loop(s: Session, should_stop: Callable[[], bool]) -> str:
     return train(s.model, s.optimizer, s.dp.loss(s.task.loss_fn), s.data.train.next, settings, s.state,
                  valid_batches=s.data.valid, on_event=s.emit, should_stop=s.dp.should_stop(should_stop),
                  save_checkpoint=(lambda state: save(s, state)) if s.dp.is_main else None,
-                 all_reduce=s.dp.all_reduce, phase=s.out.phase)
+                 all_reduce=s.dp.all_reduce, phase=s.out.phase,
+                 answer_eval=(lambda step: judge_answers(s, step)) if s.answer_eval else None,
+                 keep_best=s.keep_best)
 
 
 def finish(s: Session, outcome: str) -> None:
+    best = None
     if s.dp.is_main:
         # Every file of the run is complete before the record says so: a kill before this point
         # is resumed (a resume that starts at the last step only rewrites these files).
         s.out.phase("saving")
+        if outcome == "finished":
+            best = take_best(s)
         save_adapter(s.model, s.run.path, s.spec)
         reporting.finish_run(s.run.path, s.run.metrics())  # loss.png
-    s.run.update(status=outcome, finished=time.time(), step=s.state.step, elapsed=s.state.elapsed)
+    kb = s.keep_best
+    extra = {} if kb is None else {"best_step": kb.best_step, "best_metric": kb.metric, "best_value": kb.best,
+                                   "early_stopped_at": kb.stopped_at}
+    s.run.update(status=outcome, finished=time.time(), step=s.state.step, elapsed=s.state.elapsed, **extra)
+    if best is not None:
+        s.emit(best.to_dict())
     s.emit(events.Done(outcome, str(s.run.path), s.state.step).to_dict())
 
 
@@ -239,14 +265,52 @@ def finish(s: Session, outcome: str) -> None:
 
 def save(s: Session, state: LoopState) -> None:
     """A checkpoint, then the run's adapter (what chat and export read)."""
+    protect = (s.keep_best.best_step,) if s.keep_best and s.keep_best.best_step is not None else ()
     try:
         path = ckpt.save_checkpoint(s.run.path, s.model, s.optimizer, state, s.spec,
                                     data_position=s.data.train.position, keep=s.cfg.keep_checkpoints,
-                                    pause=s.checkpoint_pause)
+                                    pause=s.checkpoint_pause, protect=protect)
         save_adapter(s.model, s.run.path, s.spec)
     except OSError as e:  # disk full, permissions: a clear message, saved files untouched
         raise ckpt.save_error(s.run.path, state.step, e) from None
     s.emit(events.Checkpoint(state.step, str(path)).to_dict())
+
+
+def run_metrics(s: Session) -> tuple[events.Metric, ...]:
+    """The mode's Metric declarations and those of the eval during training (stored in the record)."""
+    return tuple(s.task.metrics) + (s.answer_eval.metrics if s.answer_eval else ())
+
+
+def judge_answers(s: Session, step: int) -> dict:
+    """One eval point's eval_* numbers; rank 0 writes the answers to RUN/eval/step-N/."""
+    out = s.run.eval_dir(layout.checkpoint_name(step)) if s.dp.is_main else None
+    return s.answer_eval(s.model, s.tokenizer, step, phase=s.out.phase, out_dir=out)
+
+
+def take_best(s: Session) -> events.BestCheckpoint | None:
+    """With --keep-best: put the best checkpoint's adapter weights in the model (they become the
+    run's adapter) and say which step it was. A best checkpoint that cannot be read (damaged since)
+    leaves the last step's weights, with a notice."""
+    kb = s.keep_best
+    if kb is None:
+        return None
+    step = kb.best_step
+    if step is not None and step != s.state.step:
+        path = ckpt.checkpoint_dir(s.run.path, step)
+        problem = ckpt.checkpoint_problem(path)
+        if problem is None:
+            try:
+                load_adapter_weights(s.model, path / layout.ADAPTER_FILE)
+            except (OSError, ValueError, RuntimeError, LocaltuneError) as e:
+                problem = str(e)
+        if problem is not None:
+            s.emit(events.Notice(f"{path}: the best checkpoint (--keep-best {kb.metric}) cannot be read "
+                                 f"({problem}); the run's adapter is the last step's ({s.state.step})").to_dict())
+            step = s.state.step
+    s.run.update(adapter_step=step if step is not None else s.state.step)
+    return events.BestCheckpoint(kb.best_step if step == kb.best_step else None, kb.metric,
+                                 kb.best if step == kb.best_step else None, s.state.step,
+                                 str(ckpt.checkpoint_dir(s.run.path, step)) if step is not None else None)
 
 
 def start_adapter(s: Session) -> Path:
@@ -333,15 +397,14 @@ def resume_config(run: RunDir, overrides: dict, cfg_cls=TrainConfig) -> tuple[Tr
     saved = dict(info.config)
     if not saved:
         raise RunError(f"{run.record_path}: has no config; cannot resume")
-    for k in ("model", "data", "valid", "adapter"):
+    for k in RESOLVED_KEYS:
         saved[k] = info.resolve(saved.get(k))
     saved["lora_targets"] = tuple(saved.get("lora_targets", ()))
     saved.setdefault("weight_by_tokens", False)  # runs from before the option trained each batch's mean
     base = cfg_cls(**{k: v for k, v in saved.items() if k in cfg_cls.__dataclass_fields__})
     from localtune.config import local_path
 
-    overrides = {k: (local_path(v) if k in ("model", "data", "valid", "adapter") else v)
-                 for k, v in overrides.items()}
+    overrides = {k: (local_path(v) if k in RESOLVED_KEYS else v) for k, v in overrides.items()}
     changed = {k: v for k, v in overrides.items() if v is not None and getattr(base, k, v) != v}
     bad = sorted(set(changed) - RESUMABLE_CHANGES - {"out"})
     if bad:

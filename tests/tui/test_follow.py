@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -72,3 +73,24 @@ def test_write_config_drops_empty_values(tmp_path):
     path = process.write_config(tmp_path / "c.yaml", {"lr": 1e-4, "data": "", "model": None,
                                                       "lora_targets": ("q", "v")})
     assert yaml.safe_load(path.read_text()) == {"lr": 1e-4, "lora_targets": ["q", "v"]}
+
+
+def test_follower_plots_the_eval_numbers_a_run_declares(tmp_path):
+    from localtune.eval.during_training import eval_metrics
+
+    run = write_fake_run(tmp_path, "r", steps=10)
+    info = json.loads((run / "run.json").read_text())
+    info["metrics"] = [m.to_dict() for m in eval_metrics(ifeval=False, check_names=["greets"])]
+    (run / "run.json").write_text(json.dumps(info))
+    with open(run / "metrics.jsonl", "a") as fh:
+        for step, loops in ((5, 0.4), (10, 0.1)):
+            fh.write(json.dumps({"event": "val", "step": step, "val_loss": None, "eval_loops": loops,
+                                 "eval_ended": 1 - loops, "eval_checks_passed": 0.5, "eval_check_greets": 0.9,
+                                 "eval_mean_tokens": 40.0}) + "\n")
+    f = RunFollower(run)
+    f.poll()
+    answers = f.plot_series("answers")
+    assert set(answers) == {"ended", "loops", "checks passed"}  # per-check and length numbers: not plotted
+    assert answers["loops"] == ([5, 10], [0.4, 0.1])
+    assert "loops 0.10" in f.summary() and "checks passed 0.50" in f.summary()
+    assert set(f.plot_series("loss")) == {"train", "valid"}

@@ -190,3 +190,24 @@ def test_cli_train_dpo(tiny_model_dir, data, tmp_path, capsys):
     assert f"adapter: {out}" in capsys.readouterr().out
     assert main(["train", "dpo", "--data", str(train), "--loss", "simpo", "--label-smoothing", "0.1"]) == 2
     assert "sigmoid loss only" in capsys.readouterr().err
+
+
+def test_rpo_alpha_adds_the_chosen_nll_and_keeps_chosen_likely(config, data, tmp_path):
+    """--rpo-alpha a: the loss is DPO's plus a times the chosen tokens' mean NLL (TRL's rpo_alpha); at
+    step 1 (policy == reference) that is log 2 + a * NLL. Trained, the chosen answers stay likelier
+    than with DPO alone."""
+    runs = {}
+    for alpha in (0.0, 1.0):
+        events = []
+        run_training(config(data, tmp_path / f"rpo{alpha}", iters=6, lr=2e-2, rpo_alpha=alpha),
+                     dpo_task, on_event=events.append)
+        runs[alpha] = events
+    first = events_of("train", runs[1.0])[0]
+    assert first["step"] == 1 and first["chosen_nll"] > 1.0
+    assert first["train_loss"] == pytest.approx(LOG2 + first["chosen_nll"], rel=1e-5)
+    assert events_of("train", runs[0.0])[0]["train_loss"] == pytest.approx(LOG2, abs=1e-5)
+    end = {alpha: events_of("val", ev)[-1] for alpha, ev in runs.items()}
+    start = events_of("val", runs[1.0])[0]["val_chosen_nll"]
+    # measured on this toy (random tiny model): 29.1 at the start -> 7.8 with rpo, 14.5 without
+    assert end[1.0]["val_chosen_nll"] < 0.75 * end[0.0]["val_chosen_nll"], (start, end)
+    assert end[1.0]["val_reward_accuracy"] >= 0.5

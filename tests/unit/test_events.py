@@ -25,9 +25,12 @@ SAMPLES = [
     events.UnusableCheckpoint("/run/ckpt", "optimizer.safetensors is truncated"),
     events.Resumed(6, "/run/ckpt"),
     events.Notice("careful"),
+    events.Warn("another base"),
     events.EvalProgress("done", "base", seconds=3.5, numbers={"ended": 0.9, "loops": 0.05}),
     events.Stopped(7),
     events.Done("finished", "/run", 7),
+    events.EarlyStop(8, "eval_loops", 3, best_step=4, best=0.05),
+    events.BestCheckpoint(4, "eval_loops", 0.05, 8, "/run/checkpoints/step-4"),
 ]
 
 
@@ -99,3 +102,11 @@ def test_the_registry_decides_labels_plots_and_the_summary():
     assert text == "train 1.2346  99 tok/s  reward 0.50"  # registry order; lr is no summary metric
     assert events.metric_set([{"bogus": 1}]) == events.metric_set()  # a malformed declaration is ignored
     assert events.Metric("x", "x").text(float("nan")) == "x nan"
+
+
+def test_early_stop_and_best_checkpoint_say_which_step():
+    assert SAMPLES[-2].text() == ("stopping early at step 8: eval_loops has not improved for 3 evaluations "
+                                  "(best 0.05 at step 4)")
+    assert SAMPLES[-1].text() == ("best checkpoint: step 4 (eval_loops 0.05); the run's adapter is that "
+                                  "step's (training ended at step 8)")
+    assert events.BestCheckpoint(None, "val_loss", None, 8).text().endswith("the adapter is the last step's")

@@ -216,8 +216,8 @@ class DatasetsScreen(BaseScreen):
             return
 
         def answer(yes: bool | None) -> None:
-            if yes:
-                self.split(path, frac)
+            if yes:  # the person said replace: the engine's --force
+                self.split(path, frac, force=True)
             else:
                 self.notify("split not written: the existing files are unchanged")
 
@@ -225,10 +225,10 @@ class DatasetsScreen(BaseScreen):
         self.app.push_screen(ConfirmDialog(f"{names} already exist. Replace them with a new split?"), answer)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="split")
-    def split(self, path: str, frac: float) -> None:
+    def split(self, path: str, frac: float, force: bool = False) -> None:
         from localtune.data import split_dataset
 
-        train, valid = split_dataset(path, split_dir(path), valid_fraction=frac)
+        train, valid = split_dataset(path, split_dir(path), valid_fraction=frac, force=force)
         count = lambda p: len(Path(p).read_text(encoding="utf-8").splitlines())  # noqa: E731
         self.post_message(SplitDone(str(train), str(valid), count(train), count(valid)))
 

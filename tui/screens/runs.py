@@ -1,7 +1,7 @@
-"""Runs: every run with status, kind, final losses and duration; curves and config; and what to
-do next with a run in one key: watch, chat with it, DPO from it, evaluate it, clone its config,
-compare, resume, delete, export (peft | fused | gguf, optional hub push). The list refreshes
-itself and keeps the selected run selected."""
+"""Runs: every run with status, kind, data, final losses and duration; curves and config; and what
+to do next with a run in one key: watch, chat with it, DPO from it, evaluate it, its evaluations
+with answers side by side, clone its config, compare, resume, delete, export (peft | fused | gguf,
+optional hub push). The list refreshes itself and keeps the selected run selected."""
 
 from __future__ import annotations
 
@@ -58,10 +58,13 @@ class RunsScreen(BaseScreen):
     # The table needs ~80 columns: side by side with the plot only from 130.
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (130, "-wide")]
     BINDINGS = [
-        Binding("w", "watch", "Watch", tooltip="watch it on the Train screen (live while it trains)"),
+        # Enter watches too (the row's natural action): w stays out of the footer, which must fit 80 columns.
+        Binding("w", "watch", "Watch", show=False, tooltip="watch it on the Train screen (live while it trains)"),
         Binding("c", "chat", "Chat", tooltip="chat with this run's adapter (Chat screen, loaded at once)"),
         Binding("p", "dpo", "DPO", tooltip="DPO from this run: the Train form set to DPO, starting from its adapter"),
         Binding("v", "evaluate", "Eval", tooltip="evaluate this run (localtune eval --adapter RUN); shows the result"),
+        Binding("a", "evals", "Answers", tooltip="this run's evaluations: numbers, and its answers beside the "
+                                                 "compared run's (or the base's)"),
         Binding("n", "clone", "Clone", tooltip="clone: the Train form filled with this run's config"),
         Binding("m", "mark", "Compare", tooltip="compare: overlay its curves with the next run you select (m again: off)"),
         Binding("ctrl+r", "resume", "Resume", tooltip="resume a stopped or failed run from its last checkpoint"),
@@ -264,6 +267,13 @@ class RunsScreen(BaseScreen):
         self.compare = None if same else self.selected
         self.notify("comparison off" if same else f"compare against {self.selected['name']}: select another run")
         self.select(self.selected)
+
+    def action_evals(self) -> None:
+        """The selected run's evaluations, its answers beside the compared run's (or the base's)."""
+        if self._need_run():
+            from tui.screens.run_evals import RunEvalsScreen
+
+            self.app.push_screen(RunEvalsScreen(self.selected["path"], (self.compare or {}).get("path")))
 
     def action_resume(self) -> None:
         if self._need_run():

@@ -34,10 +34,12 @@ class RunView(Vertical):
         with Horizontal(id="run-plots"):
             yield CurvePlot("loss", id="loss-plot")
             yield CurvePlot("DPO reward accuracy / margin", "value", id="dpo-plot")
+            yield CurvePlot("answers (--eval-file)", "share", id="answers-plot")
         yield Log(id="run-log", max_lines=300)
 
     def on_mount(self) -> None:
         self.query_one("#dpo-plot").display = False
+        self.query_one("#answers-plot").display = False
         self.query_one("#run-error").display = False
         self.query_one("#run-progress").display = False
 
@@ -53,6 +55,7 @@ class RunView(Vertical):
         self.query_one("#run-log", Log).clear()
         self.query_one("#loss-plot", CurvePlot).set_series({})
         self.query_one("#dpo-plot", CurvePlot).set_series({})
+        self.query_one("#answers-plot", CurvePlot).set_series({})
 
     def show_activity(self, f: RunFollower) -> None:
         """The lines that change with the clock (elapsed, ETA): refreshed on every poll."""
@@ -88,5 +91,8 @@ class RunView(Vertical):
         self.is_dpo = f.is_dpo
         self._place_dpo_plot()
         dpo.set_series({n: f.series[n] for n in DPO_SERIES if n in f.series})
+        answers = self.query_one("#answers-plot", CurvePlot)  # eval during training, when the run has it
+        answers.set_series(f.plot_series("answers"))
+        answers.display = bool(answers.series)
         if f.new_log:
             self.query_one("#run-log", Log).write_lines(f.new_log)

@@ -1,0 +1,105 @@
+"""--keep-best METRIC and --patience K: which evaluated step is the best so far, and when to stop.
+
+At each eval point the loop hands the evaluation's numbers to `KeepBest.update`; the tracker says
+whether the value improved on the best so far (then that step's checkpoint becomes the best one,
+never pruned) and whether `patience` evaluations in a row have passed without improving (then the
+run stops early). The run's final adapter is the best checkpoint's (session.finish).
+
+Its state lives in the loop state (`LoopState.extra[KeepBest.key]`), so it is saved in every
+checkpoint and a resume continues with exactly the best value, best step and count it had.
+The evaluation before any training step (step 0) is the curve's starting point, not a candidate:
+the run's adapter is one it trained (TRL's load_best_model_at_end considers its checkpoints only).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import ClassVar
+
+from localtune import events
+from localtune.errors import LocaltuneError
+
+# eval_* metrics a run declares only once it has read its checks file: the direction by prefix
+HIGHER_PREFIXES = ("eval_check_", "eval_score_")
+
+
+def direction(metric: str) -> str | None:
+    """"lower" / "higher" for a metric --keep-best can compare, None otherwise."""
+    from localtune.eval.during_training import eval_metrics
+
+    known = events.metric_set(eval_metrics(ifeval=True, check_names=(), checks=True))
+    if metric in known:
+        return known[metric].better
+    if any(metric.startswith(p) and len(metric) > len(p) for p in HIGHER_PREFIXES):
+        return "higher"
+    return None
+
+
+def metric_problem(metric: str, *, valid: bool, eval_file: bool, eval_checks: bool) -> str | None:
+    """Why --keep-best METRIC cannot work with these options, or None."""
+    better = direction(metric)
+    if better is None:
+        return (f"keep_best {metric!r}: not a metric with a better direction; use val_loss, "
+                "val_reward_accuracy, or an eval_* metric (eval_checks_passed, eval_check_<name>, eval_loops, "
+                "eval_ended, eval_prompt_strict, eval_instruction_strict ...)")
+    if metric.startswith("val_") and not valid:
+        return f"keep_best {metric}: needs valid (a validation file to compute it on)"
+    if metric.startswith("eval_") and not eval_file:
+        return f"keep_best {metric}: needs eval_file (the prompts whose answers are judged)"
+    if metric.startswith(("eval_check_", "eval_checks_")) and not eval_checks:
+        return f"keep_best {metric}: needs eval_checks (the checks file that defines it)"
+    return None
+
+
+@dataclass
+class KeepBest:
+    key: ClassVar[str] = "keep_best"  # its entry in LoopState.extra
+    metric: str
+    better: str  # "lower" | "higher"
+    patience: int | None = None
+    best: float | None = None
+    best_step: int | None = None
+    bad_evals: int = 0  # evaluations in a row since the last improvement
+    stopped_at: int | None = None  # the step the run stopped early at
+
+    @classmethod
+    def for_config(cls, cfg, saved: dict | None = None) -> "KeepBest | None":
+        """The tracker of a run (None without --keep-best), continuing `saved` (a checkpoint's)."""
+        if not cfg.keep_best:
+            return None
+        tracker = cls(cfg.keep_best, direction(cfg.keep_best) or "lower", cfg.patience)
+        if saved:
+            tracker.best, tracker.best_step = saved.get("best"), saved.get("best_step")
+            tracker.bad_evals = int(saved.get("bad_evals", 0))
+        return tracker
+
+    def improves(self, value: float) -> bool:
+        if self.best is None:
+            return True
+        return value < self.best if self.better == "lower" else value > self.best
+
+    def update(self, step: int, values: dict) -> bool:
+        """Take one evaluation's numbers; True when the run should stop now (patience ran out).
+        A non-finite value counts as no improvement; a metric the evaluation does not report at all
+        is an error (a typo in a check name, a metric of another mode), raised at the first one."""
+        if self.metric not in values:
+            shown = ", ".join(sorted(k for k in values if k != "val_time")) or "nothing"
+            raise LocaltuneError(f"--keep-best {self.metric}: this run's evaluations do not report it "
+                                 f"(they report {shown})")
+        if step == 0:
+            return False
+        value = values[self.metric]
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if ok and self.improves(float(value)):
+            self.best, self.best_step, self.bad_evals = float(value), step, 0
+            return False
+        self.bad_evals += 1
+        if self.patience is not None and self.bad_evals >= self.patience:
+            self.stopped_at = step
+            return True
+        return False
+
+    def state(self) -> dict:
+        """What a checkpoint keeps (LoopState.extra[KeepBest.key])."""
+        return {k: v for k, v in asdict(self).items() if k in ("metric", "best", "best_step", "bad_evals")}
