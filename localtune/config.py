@@ -209,3 +209,39 @@ def validate(cfg: TrainConfig) -> None:
         problems.append("lora_dropout must be in [0, 1)")
     if problems:
         raise LocaltuneError("bad configuration: " + "; ".join(problems))
+
+
+def mode_field_problems(cfg, names: set[str]) -> list[str]:
+    """A mode's own options (config_dpo, config_reward) checked and coerced in place: numbers for
+    float fields (YAML reads 1e-4 as a string), one of the choices where a field has them. YAML
+    values of these fields bypass _coerce, which knows TrainConfig's fields only."""
+    problems = []
+    for f in fields(cfg):
+        if f.name not in names:
+            continue
+        value = getattr(cfg, f.name)
+        if isinstance(f.default, float):
+            if isinstance(value, str):
+                try:
+                    value = float(value)
+                except ValueError:
+                    pass
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                problems.append(f"{f.name} must be a number (got {value!r})")
+                continue
+            object.__setattr__(cfg, f.name, float(value))
+        elif f.metadata.get("choices") and value not in f.metadata["choices"]:
+            problems.append(f"{f.name} must be one of {', '.join(f.metadata['choices'])} (got {value!r})")
+    return problems
+
+
+def pair_mode_problems(cfg, mode: str) -> list[str]:
+    """SFT options that do not apply to a mode trained on preference pairs (DPO, reward models)."""
+    problems = []
+    if cfg.train_on_prompt:
+        problems.append(f"train_on_prompt does not apply to {mode} (the loss is on the responses)")
+    if cfg.pack:
+        problems.append(f"pack applies to SFT only ({mode} batches chosen and rejected side by side)")
+    if cfg.format is not None:
+        problems.append(f"format does not apply to {mode} (preference files are detected by their keys)")
+    return problems

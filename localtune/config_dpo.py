@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
-from localtune.config import TrainConfig, _f
+from localtune.config import TrainConfig, _f, mode_field_problems, pair_mode_problems
 from localtune.errors import LocaltuneError
 
 LOSSES = ("sigmoid", "ipo", "hinge", "orpo", "simpo")
@@ -26,25 +26,7 @@ class DPOConfig(TrainConfig):
     simpo_gamma: float = _f(0.5, "SimPO: target reward margin gamma")
 
     def __post_init__(self):
-        # YAML values for these fields bypass config._coerce (it only knows TrainConfig's fields).
-        problems = []
-        for f in fields(self):
-            if f.name not in DPO_FIELDS:
-                continue
-            value = getattr(self, f.name)
-            if isinstance(f.default, float):
-                if isinstance(value, str):
-                    try:
-                        value = float(value)
-                    except ValueError:
-                        pass
-                if isinstance(value, bool) or not isinstance(value, (int, float)):
-                    problems.append(f"{f.name} must be a number (got {value!r})")
-                    continue
-                object.__setattr__(self, f.name, float(value))
-            elif f.metadata.get("choices") and value not in f.metadata["choices"]:
-                problems.append(f"{f.name} must be one of {', '.join(f.metadata['choices'])} "
-                                f"(got {value!r})")
+        problems = mode_field_problems(self, DPO_FIELDS)
         if not problems:
             if self.beta <= 0:
                 problems.append("beta must be > 0")
@@ -54,12 +36,7 @@ class DPOConfig(TrainConfig):
                 problems.append(f"label_smoothing applies to the sigmoid loss only (loss is {self.loss})")
             if self.orpo_lambda < 0:
                 problems.append("orpo_lambda must be >= 0")
-        if self.train_on_prompt:
-            problems.append("train_on_prompt does not apply to DPO (the loss is on the responses)")
-        if self.pack:
-            problems.append("pack applies to SFT only (DPO batches chosen and rejected side by side)")
-        if self.format is not None:
-            problems.append("format does not apply to DPO (preference files are detected by their keys)")
+        problems += pair_mode_problems(self, "DPO")
         if problems:
             raise LocaltuneError("bad configuration: " + "; ".join(problems))
 

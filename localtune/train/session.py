@@ -194,7 +194,7 @@ def restore(s: Session) -> None:
     if s.dp.is_main:  # other ranks never write, and must not delete rank 0's temp files
         ckpt.remove_partial_writes(s.run.path)  # a killed writer's temp files; we hold the lock
         ckpt.prune(s.run.path, s.cfg.keep_checkpoints)  # a kill between a save and its prune
-    found = ckpt.restore_latest(s.run.path, s.model, s.optimizer, on_event=s.emit)
+    found = ckpt.restore_latest(s.run.path, s.model, s.optimizer, on_event=s.emit, parts=s.task.parts)
     if found is not None:
         path, s.state, position = found
         s.data.train.seek(position)
@@ -226,6 +226,7 @@ def finish(s: Session, outcome: str) -> None:
         # is resumed (a resume that starts at the last step only rewrites these files).
         s.out.phase("saving")
         save_adapter(s.model, s.run.path, s.spec)
+        ckpt.save_parts(s.model, s.run.path, s.task.parts)
         reporting.finish_run(s.run.path, s.run.metrics())  # loss.png
     s.run.update(status=outcome, finished=time.time(), step=s.state.step, elapsed=s.state.elapsed)
     s.emit(events.Done(outcome, str(s.run.path), s.state.step).to_dict())
@@ -234,12 +235,14 @@ def finish(s: Session, outcome: str) -> None:
 # --- helpers of the stages --------------------------------------------------------------------------
 
 def save(s: Session, state: LoopState) -> None:
-    """A checkpoint, then the run's adapter (what chat and export read)."""
+    """A checkpoint, then the run's adapter and the mode's parts (what chat, export and a reward
+    model's readers read)."""
     try:
         path = ckpt.save_checkpoint(s.run.path, s.model, s.optimizer, state, s.spec,
                                     data_position=s.data.train.position, keep=s.cfg.keep_checkpoints,
-                                    pause=s.checkpoint_pause)
+                                    pause=s.checkpoint_pause, parts=s.task.parts)
         save_adapter(s.model, s.run.path, s.spec)
+        ckpt.save_parts(s.model, s.run.path, s.task.parts)
     except OSError as e:  # disk full, permissions: a clear message, saved files untouched
         raise ckpt.save_error(s.run.path, state.step, e) from None
     s.emit(events.Checkpoint(state.step, str(path)).to_dict())

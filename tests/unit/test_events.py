@@ -25,6 +25,7 @@ SAMPLES = [
     events.UnusableCheckpoint("/run/ckpt", "optimizer.safetensors is truncated"),
     events.Resumed(6, "/run/ckpt"),
     events.Notice("careful"),
+    events.RewardModelOpened("/rm", "/m", True, "scoring inside the caller's model", source="/rm"),
     events.EvalProgress("done", "base", seconds=3.5, numbers={"ended": 0.9, "loops": 0.05}),
     events.Stopped(7),
     events.Done("finished", "/run", 7),
