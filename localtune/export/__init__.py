@@ -18,10 +18,14 @@ def export_run(run: str | Path, fmt: str, out: str | Path, *, model: str | None 
     """Write `run`'s adapter in format `fmt` to `out` (a directory; a .gguf file for gguf).
     `on_event` gets notices (a run still training exports the checkpoint of the moment)."""
     from localtune.export.source import adapter_dir, base_model_id, base_model_path
-    from localtune.runs import tell_readers
+    from localtune import events
+    from localtune.runs import read_run, tell_readers
 
     run = adapter_dir(run)
     tell_readers(run, on_event)  # e.g. exporting the checkpoint of a run still training
+    if read_run(run).kind == "reward":
+        on_event(events.Notice(f"{run} is a reward model: the export holds its adapter only, not its value "
+                               "head; score with `localtune reward score` instead").to_dict())
     if fmt == "peft":
         from localtune.export.peft import export_peft
 

@@ -210,3 +210,12 @@ def test_eval_reward_model_adds_each_models_mean_reward(setup, tmp_path, capsys)
         want = rm.score([[{"role": "user", "content": a["prompt"]}] for a in mine], [a["response"] for a in mine])
         np.testing.assert_allclose([a["scores"]["reward"] for a in mine], want, atol=1e-5)
         assert m["scores"]["reward"] == pytest.approx(np.mean(want), abs=1e-5)
+
+
+def test_exporting_a_reward_run_says_the_head_stays_behind(setup, tmp_path):
+    from localtune.export import export_run
+
+    events = []
+    export_run(setup["run"], "peft", tmp_path / "peft", base_name="tiny", on_event=events.append)
+    notes = [e["message"] for e in events if e["event"] == "notice"]
+    assert any("is a reward model" in n and "not its value head" in n for n in notes), notes
