@@ -122,7 +122,7 @@ class RewardModel:
     def _forward(self, rows: list[list[int]]) -> list[float]:
         width = max(len(r) for r in rows)
         ids = mx.array([r + [0] * (width - len(r)) for r in rows], mx.int32)
-        rewards = sequence_rewards(self.model, self.head, ids, [len(r) for r in rows])
+        rewards = mx.stop_gradient(sequence_rewards(self.model, self.head, ids, [len(r) for r in rows]))
         mx.eval(rewards)  # inside the swap: the caller's layers are back right after
         return [float(v) for v in rewards.tolist()]
 

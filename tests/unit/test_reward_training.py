@@ -24,6 +24,7 @@ from localtune.runs.checkpoints import list_checkpoints
 from localtune.train.dpo import collate_pairs
 from localtune.train.reward import RewardLoss, bradley_terry_loss, reward_task
 from localtune.train.session import run_training
+from tui.follow import RunFollower
 
 LOG2 = math.log(2)
 
@@ -124,6 +125,11 @@ def test_a_reward_model_learns_a_learnable_preference(config, data, tmp_path, ti
     assert {"val_reward_accuracy", "val_reward_margin", "reward_mean", "val_reward_mean"} <= declared
     row = next(r for r in list_runs(tmp_path) if r["path"] == str(run))
     assert row["final_val_reward_accuracy"] == last["val_reward_accuracy"]
+    follower = RunFollower(run)  # the TUI's reader: the reward plot gets the run's series
+    follower.poll()
+    assert follower.is_dpo
+    assert {"reward acc", "val reward acc", "margin", "val margin", "mean reward"} <= set(follower.series)
+    assert follower.series["val reward acc"] == ([0, 8, 16, 24], [v["val_reward_accuracy"] for v in vals])
     print(f"\nreward model on the tiny model: val loss {first['val_loss']:.4f} -> {last['val_loss']:.4f}, "
           f"val accuracy {first['val_reward_accuracy']:.2f} -> {last['val_reward_accuracy']:.2f}, "
           f"val margin {first['val_reward_margin']:.3f} -> {last['val_reward_margin']:.3f}")
@@ -266,3 +272,51 @@ def test_cli_train_reward(data, tmp_path, tiny_model_dir, capsys):
     cfg = RunDir(out).read()["config"]
     assert cfg["margin"] == 0.1 and cfg["center_rewards"] == 0.01
     assert RunDir(out).reward_head_path.is_file()
+
+
+def test_kill_9_then_resume_gives_the_unbroken_runs_losses(data, tmp_path, tiny_model_dir):
+    """A trainer process killed with SIGKILL after its first checkpoints: every visible file is whole,
+    and `--resume` ends with the losses and weights of an unbroken run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from localtune.runs.checkpoints import checkpoint_problem, safetensors_problem
+
+    train, valid = data
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("report_every: 1\n")
+
+    def argv(out):
+        return ["train", "reward", "--config", str(cfg), "--model", str(tiny_model_dir), "--data", str(train),
+                "--out", str(out), "--iters", "30", "--batch-size", "4", "--lora-rank", "4", "--lora-dropout",
+                "0.1", "--lr", "5e-3", "--save-every", "2", "--keep-checkpoints", "2"]
+
+    assert main(argv(tmp_path / "unbroken")) == 0
+    killed = tmp_path / "killed"
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen([sys.executable, "-m", "localtune", *argv(killed)], cwd=root,
+                            env={**os.environ, "PYTHONPATH": str(root)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list_checkpoints(killed)) < 2 and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    steps = [layout.step_of(c) for c in list_checkpoints(killed)]
+    assert steps and max(steps) < 30, steps  # killed mid-run
+    assert all(checkpoint_problem(c) is None for c in list_checkpoints(killed))
+    assert safetensors_problem(RunDir(killed).reward_head_path) is None
+    assert main(["train", "reward", "--resume", str(killed)]) == 0
+    a = {m["step"]: m["train_loss"] for m in read_metrics(tmp_path / "unbroken") if "train_loss" in m}
+    b = {m["step"]: m["train_loss"] for m in read_metrics(killed) if "train_loss" in m}
+    assert sorted(a) == sorted(b) == list(range(1, 31))
+    for step in a:
+        assert b[step] == pytest.approx(a[step], abs=1e-6), step
+    for name in (layout.ADAPTER_FILE, layout.REWARD_HEAD_FILE):
+        wa, wb = mx.load(str(tmp_path / "unbroken" / name)), mx.load(str(killed / name))
+        for k in wa:
+            np.testing.assert_allclose(np.array(wa[k]), np.array(wb[k]), atol=1e-6)
