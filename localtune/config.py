@@ -249,9 +249,15 @@ def problems(cfg: TrainConfig) -> list[str]:
 
 
 def validate(cfg: TrainConfig) -> None:
-    found = problems(cfg) + eval_problems(cfg)
+    found = common_problems(cfg)
     if found:
         raise LocaltuneError("bad configuration: " + "; ".join(found))
+
+
+def common_problems(cfg: TrainConfig) -> list[str]:
+    """The checks every mode's config runs (a mode's own __post_init__ replaces TrainConfig's, so it
+    calls this): ranges of the shared options, eval during training and keep-best."""
+    return problems(cfg) + eval_problems(cfg)
 
 
 def eval_problems(cfg: TrainConfig) -> list[str]:
@@ -275,3 +281,39 @@ def eval_problems(cfg: TrainConfig) -> list[str]:
         if problem:
             out.append(problem)
     return out
+
+
+def mode_field_problems(cfg, names: set[str]) -> list[str]:
+    """A mode's own options (config_dpo, config_reward) checked and coerced in place: numbers for
+    float fields (YAML reads 1e-4 as a string), one of the choices where a field has them. YAML
+    values of these fields bypass _coerce, which knows TrainConfig's fields only."""
+    problems = []
+    for f in fields(cfg):
+        if f.name not in names:
+            continue
+        value = getattr(cfg, f.name)
+        if isinstance(f.default, float):
+            if isinstance(value, str):
+                try:
+                    value = float(value)
+                except ValueError:
+                    pass
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                problems.append(f"{f.name} must be a number (got {value!r})")
+                continue
+            object.__setattr__(cfg, f.name, float(value))
+        elif f.metadata.get("choices") and value not in f.metadata["choices"]:
+            problems.append(f"{f.name} must be one of {', '.join(f.metadata['choices'])} (got {value!r})")
+    return problems
+
+
+def pair_mode_problems(cfg, mode: str) -> list[str]:
+    """SFT options that do not apply to a mode trained on preference pairs (DPO, reward models)."""
+    problems = []
+    if cfg.train_on_prompt:
+        problems.append(f"train_on_prompt does not apply to {mode} (the loss is on the responses)")
+    if cfg.pack:
+        problems.append(f"pack applies to SFT only ({mode} batches chosen and rejected side by side)")
+    if cfg.format is not None:
+        problems.append(f"format does not apply to {mode} (preference files are detected by their keys)")
+    return problems

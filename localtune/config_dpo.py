@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
-from localtune.config import TrainConfig, _f
-from localtune.config import problems as train_problems
+from localtune.config import TrainConfig, _f, common_problems, mode_field_problems, pair_mode_problems
 from localtune.errors import LocaltuneError
 
 LOSSES = ("sigmoid", "ipo", "hinge", "orpo", "simpo")
@@ -31,25 +30,7 @@ class DPOConfig(TrainConfig):
                                "the chosen answers likely, so the model still ends them; 0 = off, the paper uses 1")
 
     def __post_init__(self):
-        # YAML values for these fields bypass config._coerce (it only knows TrainConfig's fields).
-        problems = []
-        for f in fields(self):
-            if f.name not in DPO_FIELDS:
-                continue
-            value = getattr(self, f.name)
-            if isinstance(f.default, float):
-                if isinstance(value, str):
-                    try:
-                        value = float(value)
-                    except ValueError:
-                        pass
-                if isinstance(value, bool) or not isinstance(value, (int, float)):
-                    problems.append(f"{f.name} must be a number (got {value!r})")
-                    continue
-                object.__setattr__(self, f.name, float(value))
-            elif f.metadata.get("choices") and value not in f.metadata["choices"]:
-                problems.append(f"{f.name} must be one of {', '.join(f.metadata['choices'])} "
-                                f"(got {value!r})")
+        problems = mode_field_problems(self, DPO_FIELDS)
         if not problems:
             for name in ("beta", "label_smoothing", "orpo_lambda", "simpo_gamma"):
                 if not math.isfinite(getattr(self, name)):
@@ -65,13 +46,8 @@ class DPOConfig(TrainConfig):
                 problems.append("orpo_lambda must be >= 0")
             if self.rpo_alpha < 0:
                 problems.append("rpo_alpha must be >= 0 (0 = off)")
-        if self.train_on_prompt:
-            problems.append("train_on_prompt does not apply to DPO (the loss is on the responses)")
-        if self.pack:
-            problems.append("pack applies to SFT only (DPO batches chosen and rejected side by side)")
-        if self.format is not None:
-            problems.append("format does not apply to DPO (preference files are detected by their keys)")
-        problems += train_problems(self)  # TrainConfig's own checks (its __post_init__ is this one's)
+        problems += pair_mode_problems(self, "DPO")
+        problems += common_problems(self)  # TrainConfig's own checks (its __post_init__ is this one's)
         if problems:
             raise LocaltuneError("bad configuration: " + "; ".join(problems))
 

@@ -420,6 +420,21 @@ class Warn(Event):
 
 
 @dataclass(frozen=True)
+class RewardModelOpened(Event):
+    """A reward run opened for scoring (reward/model.py): `shared` when it scores inside the
+    caller's own model (its adapter and head swapped in for each call, the caller's put back), else
+    it loaded its own copy of the base `model`; `message` says which and why."""
+
+    name: ClassVar[str] = "reward_model"
+    logged: ClassVar[bool] = True
+    run: str
+    model: str
+    shared: bool
+    message: str
+    source: str | None = None  # the directory its weights come from (a checkpoint while the run trains)
+
+
+@dataclass(frozen=True)
 class EvalProgress(Event):
     """A generation-based evaluation (localtune eval, eval during training): `stage` "model" before a
     model answers `rows` prompts, "generate" as answers finish (done/total), "done" with its

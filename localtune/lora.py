@@ -101,14 +101,15 @@ def _dense_weight(linear: nn.Module) -> mx.array:
 class LoRALinear(nn.Module):
     """y = W x + scale * B A dropout(x); B starts at zero so attaching is an exact no-op."""
 
-    def __init__(self, linear: nn.Module, rank: int, scale: float, dropout: float):
+    def __init__(self, linear: nn.Module, rank: int, scale: float, dropout: float, key: mx.array | None = None):
         super().__init__()
         in_dims, out_dims = _dims(linear)
         self.linear = linear
         self.scale = scale
         self.dropout = nn.Dropout(p=dropout)
         bound = 1.0 / math.sqrt(in_dims)
-        self.lora_a = mx.random.uniform(-bound, bound, (in_dims, rank))
+        # key: an explicit random key leaves MLX's global RNG alone (layers built to load saved weights into)
+        self.lora_a = mx.random.uniform(-bound, bound, (in_dims, rank), key=key)
         self.lora_b = mx.zeros((rank, out_dims))
         self.adapter_enabled = True
 
@@ -129,8 +130,8 @@ class LoRALinear(nn.Module):
 class DoRALinear(LoRALinear):
     """DoRA (Liu et al. 2024): W' = m * (W + s B A) / ||W + s B A||_row, with m learned."""
 
-    def __init__(self, linear: nn.Module, rank: int, scale: float, dropout: float):
-        super().__init__(linear, rank, scale, dropout)
+    def __init__(self, linear: nn.Module, rank: int, scale: float, dropout: float, key: mx.array | None = None):
+        super().__init__(linear, rank, scale, dropout, key)
         self.m = mx.linalg.norm(_dense_weight(linear).astype(mx.float32), axis=1)
 
     def __call__(self, x):
@@ -179,26 +180,43 @@ def attach_lora(model: nn.Module, spec: LoraSpec) -> list[str]:
     Returns the wrapped modules' paths. Raises RunError when a target matches nothing.
     """
     model.freeze()
+    layers = lora_layers_for(model, spec)
+    model.update_modules(tree_unflatten(layers))
+    return [path for path, _ in layers]
+
+
+def lora_layers_for(model: nn.Module, spec: LoraSpec, key: mx.array | None = None) -> list[tuple[str, LoRALinear]]:
+    """New adapter layers for `spec`'s targets in the last `spec.layers` blocks, each wrapping the
+    model's linear there, as (path from the model's root, layer), not installed: attach_lora
+    installs them; a reward model's scorer swaps them in and out (reward/model.py). `key`: draw the
+    initial lora_a from it instead of the global RNG. RunError when a target matches nothing."""
     blocks = _blocks(model)
+    paths = {id(m): name for name, m in model.named_modules()}
     n = len(blocks) if spec.layers < 0 else min(spec.layers, len(blocks))
     cls = DoRALinear if spec.dora else LoRALinear
-    wrapped, seen = [], set()
+    layers, seen = [], set()
     for i in range(len(blocks) - n, len(blocks)):
         block = blocks[i]
-        updates = []
         for name, module in block.named_modules():
             if name in spec.targets and isinstance(module, (nn.Linear, nn.QuantizedLinear)):
-                updates.append((name, cls(module, spec.rank, spec.scale, spec.dropout)))
+                if key is not None:
+                    key, sub = mx.random.split(key)
+                else:
+                    sub = None
+                layers.append((f"{paths[id(block)]}.{name}", cls(module, spec.rank, spec.scale, spec.dropout, sub)))
                 seen.add(name)
-                wrapped.append(f"layers.{i}.{name}")
-        block.update_modules(tree_unflatten(updates))
     missing = set(spec.targets) - seen
     if missing:
         raise RunError(
             f"LoRA targets not found in the model: {sorted(missing)}; "
             f"linear layers of a block are: {sorted(linear_names(blocks[-1]))}"
         )
-    return wrapped
+    return layers
+
+
+def lora_modules(model: nn.Module) -> list[tuple[str, LoRALinear]]:
+    """(path, layer) of every adapter layer in the model."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, LoRALinear)]
 
 
 def linear_names(block: nn.Module) -> list[str]:
@@ -218,7 +236,7 @@ def set_adapter_enabled(model: nn.Module, enabled: bool) -> None:
 def detach_lora(model: nn.Module) -> int:
     """Put every wrapped linear back in place of its adapter layer (the base model as loaded, before
     attaching another adapter of a different shape). Returns how many layers were unwrapped."""
-    wrapped = [(n, m.linear) for n, m in model.named_modules() if isinstance(m, LoRALinear)]
+    wrapped = [(n, m.linear) for n, m in lora_modules(model)]
     if wrapped:
         model.update_modules(tree_unflatten(wrapped))
     return len(wrapped)

@@ -180,3 +180,27 @@ def tiny_run(tiny_model_dir, tmp_path_factory, numbered_rows, tiny_config):
     tmp = tmp_path_factory.mktemp("tiny_run")
     cfg = tiny_config(tmp / "run", numbered_rows(tmp / "d.jsonl", 12), lora_layers=16)
     return run_training(cfg, sft_task)
+
+
+@pytest.fixture(scope="session")
+def echo_pair_files(tmp_path_factory, echo_pairs):
+    """(train, valid): 48 training and 24 held-out preference pairs over disjoint word pairs."""
+    import random
+
+    d = tmp_path_factory.mktemp("pairs")
+    combos = [(a, b) for a in ECHO_WORDS for b in ECHO_WORDS if a != b]
+    random.Random(0).shuffle(combos)
+    return echo_pairs(d / "train.jsonl", combos[:48]), echo_pairs(d / "valid.jsonl", combos[48:72])
+
+
+@pytest.fixture(scope="session")
+def pair_config(tiny_config):
+    """make(cls, (train, valid), out, **options): a pair mode's (DPO, reward) run on the tiny model:
+    4 steps of 4 pairs at lr 5e-3, validation and a checkpoint only at the end."""
+
+    def make(cls, data, out, **kw):
+        train, valid = data
+        return tiny_config(out, train, cls=cls, **{**dict(valid=str(valid), batch_size=4, lr=5e-3, eval_every=0,
+                                                          save_every=0, warmup=0), **kw})
+
+    return make

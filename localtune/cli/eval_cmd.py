@@ -3,6 +3,7 @@ one table of IFEval numbers, answer health and user checks; DIR/summary.json and
 
 from __future__ import annotations
 
+import os
 import sys
 
 from localtune.cli.sampling_flags import add_sampling_flags, sampling_overrides
@@ -21,6 +22,8 @@ def register(sub) -> None:
                                                    "and the model answers")
     p.add_argument("--checks", metavar="FILE.yaml", help="your own named checks (starts_with, ends_with, "
                                                          "must_match, must_not_match, max_words)")
+    p.add_argument("--reward-model", metavar="RUN", help="also score every answer with this reward run (`localtune "
+                                                      "train reward`): each model's mean reward in the table")
     p.add_argument("--batch-size", type=int, default=None, help="answers decoded together (default 32)")
     p.add_argument("--out", metavar="DIR", help="where summary.json and answers.jsonl go (default: "
                                                 "RUN/eval/<time>/ of the first --adapter, else ./eval/<time>/)")
@@ -68,10 +71,18 @@ def run(args) -> int:
     print(f"model: {model_path}\nsampling: " + ", ".join(f"{k}={v}" for k, v in sampling.to_dict().items()))
     print(f"prompts: {len(rows)} (" + ", ".join(f"{s['rows']} {s['kind']}" for s in sets) + ")")
     model, tokenizer = load_model(model_path)
-    evals = compare(model, tokenizer, rows, variants, sampling, checks=checks, batch_size=args.batch_size,
-                    on_event=_show_event)
+    scorers = []
+    if args.reward_model:  # scores inside the loaded model when it is the reward run's base
+        from localtune.reward.model import RewardModel
+
+        scorers.append(RewardModel.open(args.reward_model, model=model, tokenizer=tokenizer,
+                                        on_event=_show_event).scorer("reward"))
+    evals = compare(model, tokenizer, rows, variants, sampling, checks=checks, scorers=scorers,
+                    batch_size=args.batch_size, on_event=_show_event)
     meta = {"model_path": str(model_path), "sampling": sampling.to_dict(), "prompt_sets": sets,
             "checks": [c.describe() for c in checks]}
+    if args.reward_model:
+        meta["reward_model"] = os.path.abspath(args.reward_model)
     summary_path, answers_path = write_results(prepare_out_dir(out_dir), evals, meta)
     print()
     print(format_table([(e.name, e.summary()) for e in evals], [c.name for c in checks]))

@@ -1,4 +1,4 @@
-"""`localtune train sft|dpo`: flags layered over a YAML config over built-in defaults."""
+"""`localtune train sft|dpo|reward`: flags layered over a YAML config over built-in defaults."""
 
 from __future__ import annotations
 
@@ -40,17 +40,16 @@ def add_config_flags(parser: argparse.ArgumentParser, cls) -> None:
 def register(sub) -> None:
     from localtune.config import TrainConfig
 
-    train = sub.add_parser("train", help="train an adapter (sft, dpo)")
+    train = sub.add_parser("train", help="train an adapter (sft, dpo) or a reward model (reward)")
     kinds = train.add_subparsers(dest="kind", metavar="KIND", required=True)
     sft = kinds.add_parser("sft", help="supervised fine-tuning with LoRA/QLoRA/DoRA")
     _common(sft)
     add_config_flags(sft, TrainConfig)
     sft.set_defaults(func=run_sft)
-    try:
-        from localtune.cli import dpo_flags
-    except ImportError:
-        return
+    from localtune.cli import dpo_flags, reward_flags
+
     dpo_flags.register(kinds, _common)
+    reward_flags.register(kinds, _common)
 
 
 def _common(p) -> None:
@@ -102,7 +101,10 @@ def overrides_from(args, cls) -> dict:
     return {f.name: getattr(args, f.name, None) for f in fields(cls) if getattr(args, f.name, None) is not None}
 
 
-def execute(args, cls, task_factory) -> int:
+CHAT_HINT = "chat with it: localtune chat --adapter {run}"
+
+
+def execute(args, cls, task_factory, hint: str = CHAT_HINT) -> int:
     from localtune.config import build_config
     from localtune.errors import LocaltuneError
     from localtune.train.session import run_training
@@ -135,7 +137,7 @@ def execute(args, cls, task_factory) -> int:
     if ended.get("status") == "stopped":  # a stop is not a finish: scripts must be able to tell
         print(f"go on with: localtune train {args.kind} --resume {run}")
         return stop.exit_status()
-    print(f"chat with it: localtune chat --adapter {run}")
+    print(hint.format(run=run))
     return 0
 
 

@@ -1,6 +1,7 @@
 """Preference pairs for DPO: read and check rows, tokenize each pair with the SFT loss masks.
 
-Row shapes (other keys ignored; an optional "system" string applies to all of them):
+Row shapes (other keys ignored; an optional "system" string applies to all of them, and an optional
+"margin" number says by how much chosen should win: the reward model's margin, TRL's column):
   {"prompt": str, "chosen": str, "rejected": str}
   {"chosen": [messages], "rejected": [messages]}   shared leading messages = the prompt, and each
                                                    list ends with its own single assistant turn
@@ -10,6 +11,7 @@ A pair becomes prompt messages (system?, user, ..., user) plus two assistant res
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -35,6 +37,7 @@ class PreferenceExample:
     source: str
     line: int
     format: str  # "prompt_chosen_rejected" (strings) or "messages" (message lists)
+    margin: float | None = None  # the row's "margin" (reward models; DPO ignores it)
 
     def conversation(self, which: str) -> list[dict]:
         return self.prompt + [{"role": "assistant", "content": getattr(self, which)}]
@@ -48,6 +51,7 @@ class TokenizedPair:
     rejected_mask: list[bool]
     source: str
     line: int
+    margin: float | None = None  # PreferenceExample.margin
 
     @property
     def length(self) -> int:
@@ -123,6 +127,7 @@ def to_preference(row, source: str, line: int) -> PreferenceExample:
     system = row.get("system")
     if system is not None and not isinstance(system, str):
         raise RowProblem(f"'system' must be a string, got {_type_name(system)}")
+    margin = _margin(row.get("margin"))
     if "prompt" in row:
         prompt = row["prompt"]
         prompt = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else _messages(prompt, "prompt")
@@ -144,7 +149,16 @@ def to_preference(row, source: str, line: int) -> PreferenceExample:
     check_conversation(prompt + [{"role": "assistant", "content": chosen}])
     if chosen.strip() == rejected.strip():
         raise RowProblem("chosen and rejected are identical (nothing to prefer)")
-    return PreferenceExample(prompt, chosen, rejected, source, line, fmt)
+    return PreferenceExample(prompt, chosen, rejected, source, line, fmt, margin)
+
+
+def _margin(value) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        got = shown(value) if isinstance(value, str) else _type_name(value) if not isinstance(value, float) else value
+        raise RowProblem(f"'margin' must be a finite number, got {got}")
+    return float(value)
 
 
 def read_preferences(path: str | Path, columns: dict | str | None = None) -> DatasetFile:
@@ -189,7 +203,7 @@ def tokenize_pair(ex: PreferenceExample, tokenizer) -> TokenizedPair:
     for which in ("chosen", "rejected"):
         t = tokenize_example(Example(ex.conversation(which), None, ex.source, ex.line, "messages"), tokenizer)
         sides += [t.ids, _last_run_only(t.mask)]
-    return TokenizedPair(*sides, ex.source, ex.line)
+    return TokenizedPair(*sides, ex.source, ex.line, ex.margin)
 
 
 def _no_difference(p: TokenizedPair) -> bool:

@@ -22,9 +22,10 @@ def export_run(run: str | Path, fmt: str, out: str | Path, *, model: str | None 
     `on_event` gets notices (a run still training exports the checkpoint of the moment) and a
     warning when the base is not the one the run was trained on."""
     from localtune.export.source import adapter_dir, base_model_id, base_model_path
+    from localtune import events
     from localtune.models.identity import warn_if_other_base
     from localtune.outputs import check_output
-    from localtune.runs import tell_readers
+    from localtune.runs import read_run, tell_readers
 
     if fmt not in FORMATS:
         raise LocaltuneError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
@@ -34,6 +35,9 @@ def export_run(run: str | Path, fmt: str, out: str | Path, *, model: str | None 
     check_output(out, kind="file" if fmt == "gguf" else "dir", force=force, sources=sources)
     tell_readers(run, on_event)  # e.g. exporting the checkpoint of a run still training
     warn_if_other_base(run, base, on_event)
+    if read_run(run).kind == "reward":
+        on_event(events.Notice(f"{run} is a reward model: the export holds its adapter only, not its value "
+                               "head; score with `localtune reward score` instead").to_dict())
     if fmt == "peft":
         from localtune.export.peft import export_peft
 

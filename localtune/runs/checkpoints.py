@@ -90,9 +90,26 @@ def checkpoint_problem(path: str | Path) -> str | None:
         if not isinstance(state.get("loop"), dict) or not isinstance(state.get("data"), dict):
             return f"{layout.STATE_FILE} lacks the loop or data state"
         json.loads((path / layout.ADAPTER_CONFIG_FILE).read_text())
+        parts = checkpoint_parts(state)
     except (OSError, ValueError, UnicodeDecodeError, AttributeError) as e:
         return f"unreadable state ({e})"
+    for f in parts:  # a mode's own weights (the reward head): named by the state, checked like the rest
+        problem = safetensors_problem(path / f)
+        if problem:
+            return problem
     return None
+
+
+def checkpoint_parts(state: dict) -> list[str]:
+    """The file names of a mode's own weights a checkpoint holds besides the adapter (its trainer
+    state lists them, so a reader checks them without knowing the mode). ValueError when the list is
+    malformed or names anything but a plain .safetensors file of the checkpoint."""
+    parts = state.get("parts", [])
+    if not isinstance(parts, list) or not all(
+            isinstance(f, str) and f.endswith(".safetensors") and Path(f).name == f and not f.startswith(".")
+            for f in parts):
+        raise ValueError(f"{layout.STATE_FILE}: bad 'parts' list {parts!r}")
+    return parts
 
 
 def latest_good_checkpoint(run_dir: str | Path) -> Path | None:

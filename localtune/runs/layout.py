@@ -4,9 +4,11 @@ adapters/<run>/
   run.json                 the run's record: kind, status, pid, times, config (absolute paths), hashes
   adapter_config.json      mlx_lm-compatible adapter (the latest saved weights)
   adapters.safetensors
+  reward_head.safetensors  reward runs: the value head (hidden -> 1) beside the adapter
   metrics.jsonl            one event per line (train, val, skipped, phase), appended
   train.log                human-readable log
-  checkpoints/step-NNNNNN/ adapter + optimizer state + trainer state (step, data order)
+  checkpoints/step-NNNNNN/ adapter (+ a mode's own parts, e.g. the reward head) + optimizer state
+                           + trainer state (step, data order, the parts' file names)
   reference/               DPO reference log-probs, cached
   start_adapter/           a copy of the adapter the run started from (--adapter)
   eval/<name>/             evaluations of the run: summary.json + answers.jsonl (localtune eval's
@@ -27,6 +29,11 @@ LOCK_FILE = ".lock"
 # mlx_lm's adapter directory format (a run directory is one; lora.py reads and writes it).
 ADAPTER_FILE = "adapters.safetensors"
 ADAPTER_CONFIG_FILE = "adapter_config.json"
+# A reward model's value head (train/reward.py), kept out of the adapter file so mlx_lm, PEFT export
+# and every other reader of the adapter see a plain LoRA adapter.
+REWARD_HEAD_FILE = "reward_head.safetensors"
+# Files that travel with an adapter when present (the copy a run keeps of the adapter it started from).
+ADAPTER_EXTRA_FILES = (REWARD_HEAD_FILE,)
 
 CHECKPOINTS_DIR = "checkpoints"
 CHECKPOINT_PREFIX = "step-"

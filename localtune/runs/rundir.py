@@ -44,6 +44,10 @@ class RunDir:
         return self.path / layout.ADAPTER_FILE
 
     @property
+    def reward_head_path(self) -> Path:
+        return self.path / layout.REWARD_HEAD_FILE
+
+    @property
     def reference_dir(self) -> Path:
         return self.path / layout.REFERENCE_DIR
 

@@ -1,4 +1,5 @@
-"""Checkpoints that resume exactly: adapter weights, optimizer state, loop state and data position.
+"""Checkpoints that resume exactly: adapter weights (and a mode's own parts, e.g. the reward head),
+optimizer state, loop state and data position.
 
 Where they live and which are whole is the run directory's business (localtune/runs/checkpoints.py);
 this module writes and reads their tensors. A checkpoint is written into a hidden temp directory
@@ -29,6 +30,7 @@ from localtune.runs import RunDir, layout, read_run
 from localtune.runs.checkpoints import (  # noqa: F401  (re-exported: the checkpoint API in one import)
     best_steps,
     checkpoint_dir,
+    checkpoint_parts,
     checkpoint_problem,
     latest_checkpoint,
     list_checkpoints,
@@ -37,6 +39,13 @@ from localtune.runs.checkpoints import (  # noqa: F401  (re-exported: the checkp
     temp_dir,
 )
 from localtune.train.loop import LoopState
+from localtune.train.task import ModelPart
+
+
+def save_parts(model, directory: Path, parts: tuple[ModelPart, ...] = ()) -> None:
+    """A mode's own weights (train/task.py ModelPart), each in its file, written atomically."""
+    for part in parts:
+        atomic_save_safetensors(Path(directory) / part.file, part.weights(model), part.metadata(model))
 
 
 def save_checkpoint(
@@ -50,10 +59,12 @@ def save_checkpoint(
     keep: int = 3,
     pause: Callable[[], None] | None = None,
     protect=(),
+    parts: tuple[ModelPart, ...] = (),
 ) -> Path:
     """Write the checkpoint of `state.step`; returns its directory. `pause` runs between its files
     (fault tests use it to land a kill mid-save). Older ones beyond `keep` are pruned, except the
-    steps in `protect` (the best checkpoint)."""
+    steps in `protect` (the best checkpoint). `parts`: the mode's own weights, saved beside the
+    adapter and named in the trainer state."""
     pause = pause or (lambda: None)
     final = checkpoint_dir(run_dir, state.step)
     if (final / layout.STATE_FILE).exists():
@@ -67,10 +78,14 @@ def save_checkpoint(
     tmp.mkdir(parents=True)
     try:
         save_adapter(model, tmp, spec)
+        save_parts(model, tmp, parts)
         pause()
         atomic_save_safetensors(tmp / layout.OPTIMIZER_FILE, dict(tree_flatten(optimizer.state)))
         pause()
-        atomic_write_json(tmp / layout.STATE_FILE, {"loop": asdict(state), "data": data_position})
+        saved = {"loop": asdict(state), "data": data_position}
+        if parts:
+            saved["parts"] = [p.file for p in parts]
+        atomic_write_json(tmp / layout.STATE_FILE, saved)
         pause()
         os.replace(tmp, final)
     except BaseException:
@@ -152,36 +167,46 @@ class DamagedCheckpoint(RunError):
         self.reason = reason
 
 
-def read_checkpoint(path: Path) -> tuple[dict, dict, dict]:
-    """(adapter weights, optimizer arrays, trainer state), all read before anything is applied, so
-    a damaged checkpoint changes nothing. DamagedCheckpoint saying what is wrong."""
+def read_checkpoint(path: Path, parts: tuple[ModelPart, ...] = ()) -> tuple[dict, dict, dict, dict]:
+    """(adapter weights, optimizer arrays, trainer state, {part file: its weights}), all read before
+    anything is applied, so a damaged checkpoint changes nothing. DamagedCheckpoint saying what is
+    wrong (a part the mode needs and the checkpoint lacks is damage too)."""
     path = Path(path)
     problem = checkpoint_problem(path)
     if problem:
         raise DamagedCheckpoint(path, problem)
     try:
         info = json.loads((path / layout.STATE_FILE).read_text())
+        missing = [p.file for p in parts if p.file not in checkpoint_parts(info)]
+        if missing:
+            raise DamagedCheckpoint(path, f"missing {', '.join(missing)}")
         weights = dict(mx.load(str(path / ADAPTER_FILE)))
         opt = dict(mx.load(str(path / layout.OPTIMIZER_FILE)))
+        own = {p.file: dict(mx.load(str(path / p.file))) for p in parts}
+    except DamagedCheckpoint:
+        raise
     except Exception as e:  # mlx raises RuntimeError/ValueError on a damaged file
         raise DamagedCheckpoint(path, f"unreadable ({e})") from None
     loop = info.get("loop") if isinstance(info, dict) else None
     if not isinstance(loop, dict) or not isinstance(loop.get("step"), int) or not isinstance(info.get("data"), dict):
         # Resuming from defaults would restart at step 0 on the saved weights: silently wrong.
         raise DamagedCheckpoint(path, f"{layout.STATE_FILE} is damaged (no step or data position)")
-    return weights, opt, info
+    return weights, opt, info, own
 
 
-def load_checkpoint(path: Path, model, optimizer) -> tuple[LoopState, dict]:
-    """Restore adapter weights and optimizer state; returns (loop state, data position)."""
-    weights, opt, info = read_checkpoint(path)
+def load_checkpoint(path: Path, model, optimizer, parts: tuple[ModelPart, ...] = ()) -> tuple[LoopState, dict]:
+    """Restore adapter weights, the mode's parts and optimizer state; returns (loop state, data position)."""
+    weights, opt, info, own = read_checkpoint(path, parts)
     load_adapter_weights(model, Path(path) / ADAPTER_FILE, weights=weights)
+    for part in parts:
+        part.load(model, own[part.file])
     optimizer.state = tree_unflatten(list(opt.items()))
     mx.eval(optimizer.state)
     return _loop_state(info["loop"]), info["data"]
 
 
-def restore_latest(run_dir: Path, model, optimizer, on_event=events.ignore) -> tuple[Path, LoopState, dict] | None:
+def restore_latest(run_dir: Path, model, optimizer, on_event=events.ignore,
+                   parts: tuple[ModelPart, ...] = ()) -> tuple[Path, LoopState, dict] | None:
     """Load the newest checkpoint that is whole; each newer one that is not is reported (an
     `unusable_checkpoint` event) and passed over. None when the run has no checkpoint at all;
     RunError when it has some but none loads, or when one does not fit the model (another base:
@@ -189,7 +214,7 @@ def restore_latest(run_dir: Path, model, optimizer, on_event=events.ignore) -> t
     found = list_checkpoints(run_dir)
     for path in reversed(found):
         try:
-            state, position = load_checkpoint(path, model, optimizer)
+            state, position = load_checkpoint(path, model, optimizer, parts)
         except DamagedCheckpoint as e:
             on_event(events.UnusableCheckpoint(str(path), e.reason).to_dict())
             continue

@@ -28,7 +28,7 @@ __all__ = ["sigmoid_loss", "ipo_loss", "hinge_loss", "orpo_loss", "simpo_loss", 
            "PairBatch", "PairStream", "PreferenceLoss", "dpo_task", "preference_report"]
 
 
-def _log_sigmoid(x):
+def log_sigmoid(x):
     return -mx.logaddexp(mx.zeros_like(x), -x)  # stable for large |x|
 
 
@@ -38,7 +38,7 @@ def sigmoid_loss(pc, pr, rc, rr, beta: float, label_smoothing: float = 0.0):
     """DPO, Rafailov et al. 2023 eq. 7: -log σ(β[(log π(y_w) - log π_ref(y_w)) - (log π(y_l) -
     log π_ref(y_l))]); with label smoothing ε (cDPO, Mitchell 2023): (1-ε)·that + ε·(-log σ(-h))."""
     h = beta * ((pc - rc) - (pr - rr))
-    return -(1 - label_smoothing) * _log_sigmoid(h) - label_smoothing * _log_sigmoid(-h)
+    return -(1 - label_smoothing) * log_sigmoid(h) - label_smoothing * log_sigmoid(-h)
 
 
 def ipo_loss(pc, pr, rc, rr, lc, lr, beta: float):
@@ -63,13 +63,13 @@ def orpo_loss(pc, pr, lc, lr, lam: float):
     """ORPO, Hong et al. 2024 eqs. 6-7: NLL(y_w) + λ·(-log σ(log odds(y_w) - log odds(y_l))), with
     the NLL and the odds from length-averaged log-probs. Reference-free."""
     ac, ar = pc / lc, pr / lr
-    return -ac - lam * _log_sigmoid(_log_odds(ac) - _log_odds(ar))
+    return -ac - lam * log_sigmoid(_log_odds(ac) - _log_odds(ar))
 
 
 def simpo_loss(pc, pr, lc, lr, beta: float, gamma: float):
     """SimPO, Meng et al. 2024 eq. 6: -log σ(β/|y_w| log π(y_w) - β/|y_l| log π(y_l) - γ).
     Reference-free."""
-    return -_log_sigmoid(beta * pc / lc - beta * pr / lr - gamma)
+    return -log_sigmoid(beta * pc / lc - beta * pr / lr - gamma)
 
 
 def chosen_nll(pc, lc):
@@ -119,6 +119,7 @@ class PairBatch:
     targets: mx.array | None = None
     target_rows: mx.array | None = None
     dummy: bool = False  # a zero-weight stand-in (data.batching.Shard.take)
+    margins: mx.array | None = None  # (B,) the pairs' "margin" column (0 where a row has none); reward models
 
     @property
     def ntokens(self) -> int:
@@ -136,7 +137,10 @@ def collate_pairs(pairs, indices: list[int], ref=None) -> PairBatch:
     seqs += [(pairs[i].rejected_ids, pairs[i].rejected_mask) for i in indices]
     b = collate(seqs, list(range(len(seqs))))
     r = None if ref is None else mx.array(np.concatenate([ref[0][indices], ref[1][indices]]))
-    return PairBatch(b.ids, b.mask, b.lengths, list(indices), r, b.positions, b.targets, b.target_rows)
+    margins = [pairs[i].margin for i in indices]
+    m = None if all(v is None for v in margins) else mx.array([v or 0.0 for v in margins], mx.float32)
+    return PairBatch(b.ids, b.mask, b.lengths, list(indices), r, b.positions, b.targets, b.target_rows,
+                     margins=m)
 
 
 class PairStream(BatchStream):
@@ -194,16 +198,25 @@ class PreferenceLoss:
         return losses.mean(), mx.array(float(b)), metrics
 
 
-def build_dpo_data(ctx, loss_fn: PreferenceLoss):
-    """Preference pairs from the data files and, for the losses that need one, the reference: the
-    adapter the run started from (`ctx.start_adapter`), cached before training or live."""
+def load_pair_files(ctx):
+    """(train pairs, validation pairs or None) from the session's data files, with the run's
+    --max-seq-len, --overlong and --columns (DPO and reward models read the same files)."""
     from localtune.data.preferences import load_pairs
-    from localtune.train.task import TaskData
 
     cfg = ctx.cfg
     opts = dict(max_seq_len=cfg.max_seq_len, overlong=cfg.overlong, on_event=ctx.emit, columns=cfg.columns)
     pairs = load_pairs(ctx.files["train"], ctx.tokenizer, role="train", **opts)
     vpairs = load_pairs(ctx.files["valid"], ctx.tokenizer, role="valid", **opts) if "valid" in ctx.files else None
+    return pairs, vpairs
+
+
+def build_dpo_data(ctx, loss_fn: PreferenceLoss):
+    """Preference pairs from the data files and, for the losses that need one, the reference: the
+    adapter the run started from (`ctx.start_adapter`), cached before training or live."""
+    from localtune.train.task import TaskData
+
+    cfg = ctx.cfg
+    pairs, vpairs = load_pair_files(ctx)
     loss_fn.start_weights = starting_adapter(ctx.start_adapter)
     record = {"train_pairs": len(pairs), "reference": cfg.ref if cfg.uses_reference else "none"}
     ref = vref = None

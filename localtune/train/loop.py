@@ -62,20 +62,23 @@ def _step_seed(seed: int, step: int) -> int:
 
 
 def evaluate(model: nn.Module, loss_fn, batches: Iterable, progress=None) -> dict:
-    """Weighted mean loss (and metrics) over `batches`, with no gradient. `progress(done)` after
-    each batch."""
+    """Weighted mean loss (and metrics) over `batches`, with no gradient and no dropout (the model
+    in eval mode, each module's own flag back after). `progress(done)` after each batch."""
+    from localtune.train.reference import eval_mode
+
     total = ntok = 0.0
     sums: dict[str, float] = {}
-    for i, batch in enumerate(batches, start=1):
-        loss, n, metrics = loss_fn(model, batch)
-        mx.eval(loss, n, metrics)
-        n = float(n)
-        total += float(loss) * n
-        ntok += n
-        for k, v in metrics.items():
-            sums[k] = sums.get(k, 0.0) + float(v) * n
-        if progress:
-            progress(i)
+    with eval_mode(model):
+        for i, batch in enumerate(batches, start=1):
+            loss, n, metrics = loss_fn(model, batch)
+            mx.eval(loss, n, metrics)
+            n = float(n)
+            total += float(loss) * n
+            ntok += n
+            for k, v in metrics.items():
+                sums[k] = sums.get(k, 0.0) + float(v) * n
+            if progress:
+                progress(i)
     if ntok == 0:
         return {"val_loss": float("nan")}
     out = {"val_loss": total / ntok}

@@ -17,6 +17,7 @@ from mlx.utils import tree_flatten
 from localtune.errors import RunError
 from localtune.fsutil import atomic_write_bytes
 from localtune.lora import ADAPTER_FILE, ADAPTER_LEAVES, CONFIG_FILE
+from localtune.runs.layout import ADAPTER_EXTRA_FILES
 
 CHUNK = 1 << 20
 SAMPLES_PER_TENSOR = 4096  # elements of each base weight that go into its fingerprint
@@ -46,11 +47,15 @@ def adapter_hash(adapter_dir: str | Path) -> str:
 
 
 def copy_adapter(src: str | Path, dst: str | Path) -> Path:
-    """The adapter files of `src` copied (atomically, each) into `dst`."""
+    """The adapter files of `src` copied (atomically, each) into `dst`, with those that travel with
+    an adapter when present (a reward run's head: a reward run may start from another)."""
     dst = Path(dst)
     dst.mkdir(parents=True, exist_ok=True)
     for name in (ADAPTER_FILE, CONFIG_FILE):
         atomic_write_bytes(dst / name, Path(src, name).read_bytes())
+    for name in ADAPTER_EXTRA_FILES:
+        if Path(src, name).is_file():
+            atomic_write_bytes(dst / name, Path(src, name).read_bytes())
     return dst
 
 

@@ -211,7 +211,7 @@ def restore(s: Session) -> None:
         ckpt.remove_partial_writes(s.run.path)  # a killed writer's temp files; we hold the lock
         # a kill between a save and its prune; the best checkpoint (--keep-best) stays
         ckpt.prune(s.run.path, s.cfg.keep_checkpoints, protect=ckpt.best_steps(s.run.path, KeepBest.key))
-    found = ckpt.restore_latest(s.run.path, s.model, s.optimizer, on_event=s.emit)
+    found = ckpt.restore_latest(s.run.path, s.model, s.optimizer, on_event=s.emit, parts=s.task.parts)
     if found is not None:
         path, s.state, position = found
         s.data.train.seek(position)
@@ -251,6 +251,7 @@ def finish(s: Session, outcome: str) -> None:
         if outcome == "finished":
             best = take_best(s)
         save_adapter(s.model, s.run.path, s.spec)
+        ckpt.save_parts(s.model, s.run.path, s.task.parts)
         reporting.finish_run(s.run.path, s.run.metrics())  # loss.png
     kb = s.keep_best
     extra = {} if kb is None else {"best_step": kb.best_step, "best_metric": kb.metric, "best_value": kb.best,
@@ -264,13 +265,15 @@ def finish(s: Session, outcome: str) -> None:
 # --- helpers of the stages --------------------------------------------------------------------------
 
 def save(s: Session, state: LoopState) -> None:
-    """A checkpoint, then the run's adapter (what chat and export read)."""
+    """A checkpoint, then the run's adapter and the mode's parts (what chat, export and a reward
+    model's readers read)."""
     protect = (s.keep_best.best_step,) if s.keep_best and s.keep_best.best_step is not None else ()
     try:
         path = ckpt.save_checkpoint(s.run.path, s.model, s.optimizer, state, s.spec,
                                     data_position=s.data.train.position, keep=s.cfg.keep_checkpoints,
-                                    pause=s.checkpoint_pause, protect=protect)
+                                    pause=s.checkpoint_pause, protect=protect, parts=s.task.parts)
         save_adapter(s.model, s.run.path, s.spec)
+        ckpt.save_parts(s.model, s.run.path, s.task.parts)
     except OSError as e:  # disk full, permissions: a clear message, saved files untouched
         raise ckpt.save_error(s.run.path, state.step, e) from None
     s.emit(events.Checkpoint(state.step, str(path)).to_dict())
@@ -301,6 +304,8 @@ def take_best(s: Session) -> events.BestCheckpoint | None:
         if problem is None:
             try:
                 load_adapter_weights(s.model, path / layout.ADAPTER_FILE)
+                for part in s.task.parts:  # the mode's own weights (a reward head) from the same step
+                    part.load(s.model, dict(mx.load(str(path / part.file))))
             except (OSError, ValueError, RuntimeError, LocaltuneError) as e:
                 problem = str(e)
         if problem is not None:

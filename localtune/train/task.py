@@ -95,12 +95,27 @@ class TaskData:
 
 
 @dataclass(frozen=True)
+class ModelPart:
+    """Trainable weights a mode adds to the model besides the LoRA adapter (the reward model's value
+    head). The mode puts the module in the model tree in build_data (after the adapter is attached,
+    so the loop's optimizer sees it as trainable); the session writes it beside the adapter (the
+    run directory and every checkpoint, atomically) and restores it with the checkpoint on resume.
+    It gets its own file, so the adapter stays a plain mlx_lm adapter for every other reader."""
+
+    file: str  # its file name (a runs.layout name, e.g. layout.REWARD_HEAD_FILE)
+    weights: Callable[[Any], dict]  # model -> {name: array}: what to save
+    load: Callable[[Any, dict], None]  # (model, {name: array}) -> None; RunError when they do not fit
+    metadata: Callable[[Any], dict] = lambda model: {}  # model -> str: str, stored in the file's header
+
+
+@dataclass(frozen=True)
 class TrainingTask:
     kind: str  # "sft", "dpo", ...: the run's kind and the default run name's prefix
     loss_fn: LossFn  # may be an object build_data prepares (DPO gives it the starting weights)
     build_data: Callable[[TaskContext], TaskData]
     weight_unit: str = "tokens"  # what loss_fn's weight counts: "tokens", "pairs", "completions", ...
     metrics: tuple[Metric, ...] = ()  # how to show metrics not in events.METRICS (stored in the record)
+    parts: tuple[ModelPart, ...] = ()  # the mode's own trainable weights besides the adapter
 
 
 TaskFactory = Callable[[Any], TrainingTask]  # config -> task (called once per run)

@@ -3,7 +3,6 @@ from an SFT adapter), a learnable preference is learned, resume matches an unbro
 the cached references, and `localtune train dpo` runs."""
 
 import math
-import random
 
 import localtune  # noqa: F401
 import mlx.core as mx
@@ -23,24 +22,14 @@ LOG2 = math.log(2)
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory, echo_words, echo_pairs):
-    """Train and held-out pairs over disjoint word pairs."""
-    d = tmp_path_factory.mktemp("pairs")
-    combos = [(a, b) for a in echo_words for b in echo_words if a != b]
-    random.Random(0).shuffle(combos)
-    return echo_pairs(d / "train.jsonl", combos[:48]), echo_pairs(d / "valid.jsonl", combos[48:72])
+def data(echo_pair_files):
+    return echo_pair_files
 
 
 @pytest.fixture(scope="module")
-def config(tiny_config):
+def config(pair_config):
     """make((train, valid), out, **options): 4 DPO steps of 4 pairs, no checkpoint before the end."""
-
-    def make(data, out, **kw):
-        train, valid = data
-        return tiny_config(out, train, cls=DPOConfig, **{**dict(valid=str(valid), batch_size=4, lr=5e-3,
-                                                               eval_every=0, save_every=0, warmup=0), **kw})
-
-    return make
+    return lambda data, out, **kw: pair_config(DPOConfig, data, out, **kw)
 
 
 def events_of(kind, events):

@@ -26,6 +26,7 @@ SAMPLES = [
     events.Resumed(6, "/run/ckpt"),
     events.Notice("careful"),
     events.Warn("another base"),
+    events.RewardModelOpened("/rm", "/m", True, "scoring inside the caller's model", source="/rm"),
     events.EvalProgress("done", "base", seconds=3.5, numbers={"ended": 0.9, "loops": 0.05}),
     events.Stopped(7),
     events.Done("finished", "/run", 7),
