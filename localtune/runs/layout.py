@@ -10,6 +10,7 @@ adapters/<run>/
   reference/               DPO reference log-probs, cached
   start_adapter/           a copy of the adapter the run started from (--adapter)
   eval/<name>/             evaluations of the run
+  feedback/<name>/         feedback sessions sampled from the run (localtune.feedback.session)
   loss.png, tensorboard/, console.log, tui-config.yaml
 No imports here: everything may import this module.
 """
@@ -36,6 +37,7 @@ CHECKPOINT_FILES = (ADAPTER_FILE, ADAPTER_CONFIG_FILE, OPTIMIZER_FILE, STATE_FIL
 REFERENCE_DIR = "reference"
 START_ADAPTER_DIR = "start_adapter"
 EVAL_DIR = "eval"
+FEEDBACK_DIR = "feedback"
 LOSS_PNG = "loss.png"
 TENSORBOARD_DIR = "tensorboard"
 CONSOLE_LOG = "console.log"  # the trainer's stdout/stderr when the TUI started it

@@ -26,6 +26,7 @@ SAMPLES = [
     events.Resumed(6, "/run/ckpt"),
     events.Notice("careful"),
     events.EvalProgress("done", "base", seconds=3.5, numbers={"ended": 0.9, "loops": 0.05}),
+    events.FeedbackProgress("judge", "progress", done=4, total=12, model="/m"),
     events.Stopped(7),
     events.Done("finished", "/run", 7),
 ]
