@@ -12,10 +12,11 @@ from localtune.runs.layout import DEFAULT_ROOT
 from tui.screens.chat import ChatScreen
 from tui.screens.datasets import DatasetsScreen
 from tui.screens.models import ModelsScreen
+from tui.screens.rate import RateScreen
 from tui.screens.runs import RunsScreen
 from tui.screens.train import TrainScreen
 
-SCREENS = ("train", "runs", "datasets", "chat", "models")
+SCREENS = ("train", "runs", "datasets", "chat", "models", "rate")
 
 
 class LocaltuneApp(App):
@@ -24,13 +25,14 @@ class LocaltuneApp(App):
     ENABLE_COMMAND_PALETTE = False
     SUB_TITLE = "data → train → watch → chat → compare"
     MODES = {"train": TrainScreen, "runs": RunsScreen, "datasets": DatasetsScreen,
-             "chat": ChatScreen, "models": ModelsScreen}
+             "chat": ChatScreen, "models": ModelsScreen, "rate": RateScreen}
     BINDINGS = [
         Binding("f1", "switch_mode('train')", "Train"),
         Binding("f2", "switch_mode('runs')", "Runs"),
         Binding("f3", "switch_mode('datasets')", "Data"),
         Binding("f4", "switch_mode('chat')", "Chat"),
         Binding("f5", "switch_mode('models')", "Models"),
+        Binding("f6", "switch_mode('rate')", "Rate"),
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
 
@@ -56,6 +58,14 @@ class LocaltuneApp(App):
             self.screen.on_screen_resume()
         else:
             self.switch_mode("train")
+
+    def rate_run(self, run_dir: str | Path) -> None:
+        """Sample a run's answers and rate them on the Rate screen."""
+        self.settings["rate_run"] = str(run_dir)
+        if self.current_mode == "rate":
+            self.screen.on_screen_resume()
+        else:
+            self.switch_mode("rate")
 
 
 def create_app(**kwargs) -> LocaltuneApp:

@@ -167,20 +167,21 @@ class Judge:
     model, tokenizer: an mlx_lm model and its TokenizerWrapper (the judge as loaded, or a shared
     policy with `view`). constitution: a Constitution (default: localtune's). batch_size /
     batch_tokens: rows and rows x length per forward. max_answer_tokens: longer answers are cut
-    for the judge (marked "[...]"). name/adapter: how the judge is described in records."""
+    for the judge (marked "[...]"). name/adapter: how the judge is described in records.
+    assistant_prefix: the start of the judge's reply, after which the label token is read."""
 
     def __init__(self, model, tokenizer, constitution: Constitution | None = None, *,
                  view: Callable[[], contextlib.AbstractContextManager] | None = None,
                  batch_size: int = DEFAULT_BATCH_SIZE, batch_tokens: int = DEFAULT_BATCH_TOKENS,
                  max_answer_tokens: int = DEFAULT_MAX_ANSWER_TOKENS, name: str | None = None,
-                 adapter: str | None = None):
+                 adapter: str | None = None, assistant_prefix: str = ASSISTANT_PREFIX):
         if batch_size < 1 or batch_tokens < 1 or max_answer_tokens < 1:
             raise LocaltuneError("judge batch_size, batch_tokens and max_answer_tokens must be at least 1")
         self.model, self.tokenizer = model, tokenizer
         self.constitution = constitution or load_constitution()
         self.view = view or contextlib.nullcontext
         self.batch_size, self.batch_tokens, self.max_answer_tokens = batch_size, batch_tokens, max_answer_tokens
-        self.name, self.adapter = name, adapter
+        self.name, self.adapter, self.assistant_prefix = name, adapter, assistant_prefix
         self.label_ids = self._label_token_ids()
 
     @classmethod
@@ -195,7 +196,8 @@ class Judge:
     # -- identity -----------------------------------------------------------------------------
     def describe(self) -> dict:
         return {"model": self.name, "adapter": self.adapter, "constitution": self.constitution.digest(),
-                "template": TEMPLATE_VERSION, "labels": list(LABELS), "max_answer_tokens": self.max_answer_tokens}
+                "template": TEMPLATE_VERSION, "labels": list(LABELS), "max_answer_tokens": self.max_answer_tokens,
+                "assistant_prefix": self.assistant_prefix}
 
     @property
     def id(self) -> str:
@@ -225,7 +227,7 @@ class Judge:
     def _text(self, messages: list[dict]) -> str:
         from localtune.data.template import render_messages
 
-        return render_messages(messages, self.tokenizer, add_generation_prompt=True) + ASSISTANT_PREFIX
+        return render_messages(messages, self.tokenizer, add_generation_prompt=True) + self.assistant_prefix
 
     def prompt_ids(self, prompt, first: str, second: str) -> list[int]:
         return list(self.tokenizer.encode(self._text(self.messages(prompt, first, second)),

@@ -6,7 +6,8 @@ press() returns.
 
 Keys: 1..4 the best answer; then, with 3 or 4 candidates, 1..4 the worst (n or enter: no worst);
 t tie (all equally good), s skip, e edit (then 1..4: which answer to correct), u undo (the pending
-pick, else the last saved label), q quit. Letters are case-insensitive.
+pick, else the last saved label), escape back from a pending pick (never a saved label), q quit.
+Letters are case-insensitive.
 """
 
 from __future__ import annotations
@@ -73,25 +74,26 @@ class Rater:
         c = self.state.counts()
         return Progress(len(self.state.human), len(self.session.items), c["rank"], c["tie"], c["skip"], c["edit"])
 
-    def hint(self) -> str:
+    def hint(self, quit_key: bool = True) -> str:
         keys = f"1-{self.n}" if self.n else ""
+        q = " · q quit" if quit_key else ""
         if self.step == BEST:
-            return f"best? {keys} · t tie · s skip · e edit · u undo · q quit"
+            return f"best? {keys} · t tie · s skip · e edit · u undo{q}"
         if self.step == WORST:
-            return f"best is {self.best + 1}; worst? {keys} · n no worst · u back · q quit"
+            return f"best is {self.best + 1}; worst? {keys} · n no worst · u back{q}"
         if self.step == EDIT_WHICH:
             return f"edit which answer? {keys} · u back"
         if self.step == EDITING:
             return f"editing answer {self.edit_target + 1}"
-        return "every prompt is rated · u undo · q quit"
+        return f"every prompt is rated · u undo{q}"
 
     # -- keys ------------------------------------------------------------------------------------
     def press(self, key: str) -> Reply:
-        key = {"enter": "n", "return": "n", "escape": "u"}.get(key, key)
+        key = {"enter": "n", "return": "n"}.get(key, key)
         key = key.lower() if len(key) == 1 else key
         if key == "q":
             return Reply("quit")
-        if key == "u":
+        if key == "u" or (key == "escape" and self.step in (WORST, EDIT_WHICH, EDITING)):
             return self._undo()
         if self.step == DONE:
             return Reply("done", "every prompt is rated")

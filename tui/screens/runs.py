@@ -48,6 +48,7 @@ class RunsScreen(BaseScreen):
         Binding("ctrl+r", "resume", "Resume"),
         Binding("d", "delete", "Delete"),
         Binding("e", "export", "Export"),
+        Binding("f", "rate", "Rate answers"),
         Binding("g", "refresh", "Refresh"),
     ]
 
@@ -142,6 +143,10 @@ class RunsScreen(BaseScreen):
     def action_watch(self) -> None:
         if self._need_run():
             self.app.watch_run(self.selected["path"])
+
+    def action_rate(self) -> None:
+        if self._need_run():  # sample this run's answers, then rate them (Rate screen)
+            self.app.rate_run(self.selected["path"])
 
     def action_mark(self) -> None:
         if not self._need_run():
