@@ -78,7 +78,8 @@ def critique_session(session: FeedbackSession, model, tokenizer, constitution: C
                      on_event=events.ignore) -> dict:
     """Critique and revise every candidate of the session that has no revision yet; each result
     is appended to the labels log (source "critique"). Returns counts."""
-    if not session.locked:
+    took = not session.locked
+    if took:
         session.acquire()
     try:
         state = replay(session.records())
@@ -94,4 +95,5 @@ def critique_session(session: FeedbackSession, model, tokenizer, constitution: C
         return {"answers": len(todo), "usable": sum(r.usable for r in revisions),
                 "unfinished": sum(not r.ended for r in revisions), "already_revised": len(done)}
     finally:
-        session.release()
+        if took:  # a caller that holds the lock keeps it
+            session.release()

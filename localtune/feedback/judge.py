@@ -41,7 +41,7 @@ LABELS = ("A", "B")
 JUDGE_SYSTEM = ("You are an impartial judge. You compare two answers to the same conversation and say "
                 "which one is better, by the principles you are given. The order of the answers does "
                 "not matter, and neither does their length on its own.")
-ASSISTANT_PREFIX = "The better answer is Answer"
+ASSISTANT_PREFIX = ""  # the letter right away: the best of three starts tried on 12 train pairs (bench/judge_smollm2.py)
 DEFAULT_BATCH_SIZE = 8
 DEFAULT_BATCH_TOKENS = 8192  # rows x padded length per forward pass
 DEFAULT_MAX_ANSWER_TOKENS = 384
@@ -255,7 +255,7 @@ class Judge:
     # -- scoring ------------------------------------------------------------------------------
     def label_probs(self, prompts: Sequence[list[int]], on_progress=None) -> list[float]:
         """P(A) normalised over {A, B} after each tokenised judge prompt; batched forwards."""
-        import localtune  # noqa: F401
+        import localtune  # noqa: F401  (OpenBLAS before mlx)
         import mlx.core as mx
         import numpy as np
 

@@ -101,7 +101,8 @@ def judge_session(session: FeedbackSession, judge: Judge, *, rejudge: bool = Fal
     skips pairs this judge has verdicts for, unless rejudge). Agreement is with the person's
     rankings where there are some."""
     start = time.time()
-    if not session.locked:
+    took = not session.locked
+    if took:
         session.acquire()
     try:
         state = replay(session.records())
@@ -126,7 +127,8 @@ def judge_session(session: FeedbackSession, judge: Judge, *, rejudge: bool = Fal
                                          seconds=round(time.time() - start, 2)).to_dict())
         return session_report(session, judge_id=jid, reused=len(done_before), seconds=time.time() - start)
     finally:
-        session.release()
+        if took:  # a caller that holds the lock keeps it
+            session.release()
 
 
 def session_report(session: FeedbackSession, *, judge_id: str | None = None, reused: int = 0,

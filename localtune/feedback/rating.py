@@ -145,7 +145,7 @@ class Rater:
 
     # -- internals -------------------------------------------------------------------------------
     def _save(self, label: dict) -> Reply:
-        record = self.session.append({"source": "human", "prompt": self.item.id, "rater": self.who, **label})
+        self.session.append({"source": "human", "prompt": self.item.id, "rater": self.who, **label})
         self.state = replay(self.session.records())
         saved = self.item.id
         self._next_item()

@@ -2,8 +2,6 @@
 the person over the judge, --min-confidence, and exported pairs that `train dpo` trains on."""
 
 import json
-from dataclasses import replace
-
 import pytest
 from feedback_helpers import make_session
 
@@ -106,6 +104,10 @@ def test_export_writes_files_atomically_and_refuses_to_overwrite(tmp_path):
     report = export_session(s, tmp_path / "pairs.jsonl")
     assert report.pairs == 2 and report.sft_rows == 1 and report.sft_out == str(tmp_path / "pairs.sft.jsonl")
     assert len(read_preferences(tmp_path / "pairs.jsonl").examples) == 2
+    from localtune.data.formats import read_dataset
+
+    sft = read_dataset(tmp_path / "pairs.sft.jsonl")  # what `train sft --data` reads
+    assert sft.format == "messages" and [e.messages[-1]["content"] for e in sft.examples] == ["better"]
     with pytest.raises(LocaltuneError, match="exists"):
         export_session(s, tmp_path / "pairs.jsonl")
     assert export_session(s, tmp_path / "pairs.jsonl", overwrite=True).pairs == 2

@@ -7,8 +7,6 @@ stopped. From the Runs screen (f) a run's answers are sampled first, in a thread
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
