@@ -49,6 +49,9 @@ def register(sub) -> None:
     j.add_argument("--max-answer-tokens", type=int, default=384,
                    help="longer answers are cut for the judge (default 384)")
     j.add_argument("--rejudge", action="store_true", help="judge pairs this judge has verdicts for again")
+    j.add_argument("--training-data", metavar="FILE",
+                   help="with --pairs: instead of judging, write SFT rows (each pair in both orders, the "
+                        "reply its label) to train a judge adapter with `train sft`")
     j.add_argument("--critique-revise", action="store_true",
                    help="instead of judging: the model critiques each answer by a sampled principle and "
                         "revises it (default model: the session's own, with its adapter)")
@@ -154,6 +157,10 @@ def run_judge(args) -> int:
         raise LocaltuneError("give a session DIR (or --pairs FILE)")
     if args.out and not args.pairs:
         raise LocaltuneError("--out is for --pairs (a session keeps its verdicts in its labels log)")
+    if args.training_data:
+        if not args.pairs:
+            raise LocaltuneError("--training-data turns a --pairs FILE into judge training rows")
+        return _judge_training_data(args)
     if args.critique_revise:
         if args.pairs:
             raise LocaltuneError("--critique-revise works on a session DIR (the answers it revises)")
@@ -182,6 +189,27 @@ def run_judge(args) -> int:
     print(format_report(report, against))
     if args.json:
         print(json.dumps(report.to_json()))
+    return 0
+
+
+def _judge_training_data(args) -> int:
+    from localtune.data.preferences import read_preferences
+    from localtune.feedback.constitution import load_constitution
+    from localtune.feedback.judge import Judge
+    from localtune.fsutil import atomic_write_text
+    from localtune.models import load_tokenizer_only
+
+    constitution = load_constitution(args.constitution)
+    ds = read_preferences(args.pairs)
+    for p in ds.problems:
+        print(f"skipped {p}", file=sys.stderr)
+    judge = Judge(None, load_tokenizer_only(args.judge_model), constitution,
+                  max_answer_tokens=args.max_answer_tokens)  # the judge's prompts only: no weights
+    rows = judge.training_rows(ds.examples)
+    atomic_write_text(args.training_data, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    print(f"wrote {len(rows)} judge training rows ({len(ds.examples)} pairs, both orders) to {args.training_data}")
+    print(f"next: localtune train sft --model {args.judge_model} --data {args.training_data} --out adapters/judge; "
+          f"then --judge-adapter adapters/judge")
     return 0
 
 

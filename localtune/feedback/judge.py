@@ -305,6 +305,17 @@ class Judge:
         probs = self.label_probs(prompts, on_progress) if prompts else []
         return [TIE if s is None else verdict_from(probs[s], probs[s + 1]) for s in slots]
 
+    def training_rows(self, examples) -> list[dict]:
+        """SFT rows that teach a model this judge's task from labelled pairs (PreferenceExamples):
+        each pair in both orders, the reply the label (the better one first: "A", else "B"), so a
+        judge adapter trained on them (`train sft`) cannot learn a position. Needs no model."""
+        rows = []
+        for ex in examples:
+            for first, second, label in ((ex.chosen, ex.rejected, LABELS[0]), (ex.rejected, ex.chosen, LABELS[1])):
+                rows.append({"messages": self.messages(ex.prompt, first, second) +
+                             [{"role": "assistant", "content": self.assistant_prefix + label}]})
+        return rows
+
     def compare(self, prompt, answer_a: str, answer_b: str) -> Verdict:
         return self.compare_many([(prompt, answer_a, answer_b)])[0]
 

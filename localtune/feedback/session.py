@@ -148,6 +148,7 @@ class FeedbackSession:
         self.items: list[PromptItem] = []
         self.log = LabelsLog(self.path / LABELS_FILE)
         self._lock = PidLock(self.path / LOCK_FILE)
+        self.created_dir = False  # begin() made the folder (abandon() may remove it again)
 
     # -- where things are ---------------------------------------------------------------------
     @property
@@ -170,6 +171,7 @@ class FeedbackSession:
         sampling never finished."""
         session = cls(path)
         session._check_new()
+        session.created_dir = not session.path.exists()
         session.path.mkdir(parents=True, exist_ok=True)
         session.acquire()
         try:
@@ -199,15 +201,17 @@ class FeedbackSession:
 
     def abandon(self) -> None:
         """Undo begin() after a failed sampling: remove what begin() wrote (manifest, candidates,
-        lock) and the folder if that leaves it empty. Only for a session still "sampling"."""
+        lock), and the folder if begin() made it and nothing else is in it. Only for a session
+        still "sampling"."""
         if self.manifest.get("status") == "sampling" and self.locked:
             for p in (self.manifest_path, self.candidates_path):
                 p.unlink(missing_ok=True)
             self.release()
-            try:
-                self.path.rmdir()  # only succeeds when empty
-            except OSError:
-                pass
+            if self.created_dir:
+                try:
+                    self.path.rmdir()  # only succeeds when empty
+                except OSError:
+                    pass
 
     @classmethod
     def create(cls, path: str | Path, manifest: dict, items: list[PromptItem]) -> "FeedbackSession":

@@ -228,3 +228,26 @@ def test_judge_pairs_file_hides_the_labels_and_reports_agreement(tiny, tmp_path,
     assert [r["judge"]["winner"] for r in out] == ["chosen", "rejected", "chosen", "tie"]
     assert out[0]["chosen"][0] == {"role": "system", "content": "Be kind."}  # system kept
     assert len(read_preferences(tmp_path / "judged.jsonl").examples) == 4  # still a pairs file
+
+
+def test_training_rows_teach_the_label_in_both_orders(tiny, tiny_model_dir, tmp_path, capsys):
+    from localtune.cli import main
+    from localtune.data.formats import read_dataset
+    from localtune.data.preferences import read_preferences
+
+    path = tmp_path / "pairs.jsonl"
+    path.write_text(json.dumps({"prompt": "q", "chosen": "right", "rejected": "wrong", "system": "S"}) + "\n")
+    judge = Judge(None, tiny[1], ONE)  # rows need the tokenizer only
+    rows = judge.training_rows(read_preferences(path).examples)
+    assert [r["messages"][-1] for r in rows] == [{"role": "assistant", "content": "A"},
+                                                 {"role": "assistant", "content": "B"}]
+    first, second = (r["messages"][1]["content"] for r in rows)
+    assert first.index("right") < first.index("wrong") and second.index("wrong") < second.index("right")
+    prompt = [{"role": "system", "content": "S"}, {"role": "user", "content": "q"}]
+    assert rows[0]["messages"][:2] == judge.messages(prompt, "right", "wrong")
+    out, const = tmp_path / "judge_train.jsonl", tmp_path / "c.yaml"
+    const.write_text("- name: good\n  text: Good answers are good.\n")
+    assert main(["feedback", "judge", "--pairs", str(path), "--judge-model", str(tiny_model_dir),
+                 "--constitution", str(const), "--training-data", str(out)]) == 0
+    assert "wrote 2 judge training rows" in capsys.readouterr().out
+    assert [e.messages for e in read_dataset(out).examples] == [r["messages"] for r in rows]

@@ -44,6 +44,10 @@ def test_abandon_removes_only_what_begin_wrote(tmp_path):
     s = FeedbackSession.begin(tmp_path / "a", {"model": "m"})
     s.abandon()
     assert not (tmp_path / "a").exists()
+    (tmp_path / "yours").mkdir()  # an empty folder the user made stays
+    s = FeedbackSession.begin(tmp_path / "yours", {"model": "m"})
+    s.abandon()
+    assert (tmp_path / "yours").is_dir() and not any((tmp_path / "yours").iterdir())
 
 
 def test_open_refuses_a_folder_that_is_not_a_session(tmp_path):
