@@ -32,7 +32,7 @@ class KeyReader:
             import tty
 
             self._saved = termios.tcgetattr(self.stream.fileno())
-            tty.setcbreak(self.stream.fileno())
+            tty.setcbreak(self.stream.fileno(), termios.TCSANOW)  # keep keys typed ahead (no flush)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -52,9 +52,10 @@ class KeyReader:
             yield
         finally:
             if self._saved is not None:
+                import termios
                 import tty
 
-                tty.setcbreak(self.stream.fileno())
+                tty.setcbreak(self.stream.fileno(), termios.TCSANOW)
 
     def key(self) -> str | None:
         """The next key ("1", "t", "enter", "escape", ...); None at the end of input."""
@@ -146,8 +147,8 @@ def rate(session, *, rater_name: str | None = None, stdin=None, out=None) -> int
                     return 0
                 reply = rater.press(key)
                 if reply.kind == "quit":
-                    print(f"saved {rater.progress().text()}; `localtune feedback rate {session.path}` "
-                          "continues where you stopped", file=out, flush=True)
+                    print(f"every label is saved ({rater.progress().text()}); `localtune feedback rate "
+                          f"{session.path}` continues where you stopped", file=out, flush=True)
                     return 0
                 if reply.kind == "edit":
                     text = edit_text(keys, rater.item.candidates[rater.edit_target].text, out)
