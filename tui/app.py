@@ -32,7 +32,7 @@ class LocaltuneApp(App):
         Binding("f3", "switch_mode('datasets')", "Data"),
         Binding("f4", "switch_mode('chat')", "Chat"),
         Binding("f5", "switch_mode('models')", "Models"),
-        Binding("f6", "switch_mode('rate')", "Rate"),
+        Binding("f6", "switch_mode('rate')", "Rate", show=False),  # F6 in tui/README.md; not in every footer
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
 

@@ -13,9 +13,6 @@ from tui_helpers import paste_into, wait_for_workers, wait_until
 from localtune.feedback import FeedbackSession, replay
 from tui import create_app
 
-pytestmark = pytest.mark.asyncio
-
-
 async def _open(pilot, app, path):
     await pilot.press("f6")
     await paste_into(pilot, "#rate-path", str(path))
@@ -29,6 +26,7 @@ def _labels(path):
     return replay(FeedbackSession.open(path).records()).human
 
 
+@pytest.mark.asyncio
 async def test_rate_keys_write_the_labels_log_and_reopen_continues(tui_env):
     s = make_session(tui_env / "feedback" / "s1", prompts=4, k=2)
     app = create_app(start="train")
@@ -57,6 +55,7 @@ async def test_rate_keys_write_the_labels_log_and_reopen_continues(tui_env):
         assert screen.rater.item.id == "p0003" and "2/4 rated" in str(screen.query_one("#rate-status").render())
 
 
+@pytest.mark.asyncio
 async def test_best_then_worst_and_an_edit(tui_env):
     s = make_session(tui_env / "feedback" / "s2", prompts=3, k=3)
     app = create_app(start="rate")
@@ -84,6 +83,7 @@ async def test_best_then_worst_and_an_edit(tui_env):
         assert "p0003" not in _labels(s.path) and screen.rater.step == "best"
 
 
+@pytest.mark.asyncio
 async def test_narrow_terminal_stacks_the_answers(tui_env):
     s = make_session(tui_env / "feedback" / "s3", prompts=2, k=3, system="Be brief.")
     app = create_app(start="rate")
@@ -99,6 +99,7 @@ async def test_narrow_terminal_stacks_the_answers(tui_env):
         assert _labels(s.path)["p0001"]["order"] == [[0], [1], [2]]
 
 
+@pytest.mark.asyncio
 async def test_a_folder_that_is_not_a_session_is_refused_visibly(tui_env):
     (tui_env / "notasession").mkdir()
     app = create_app(start="rate")
@@ -110,6 +111,7 @@ async def test_a_folder_that_is_not_a_session_is_refused_visibly(tui_env):
         assert "not a feedback session" in str(app.screen.query_one("#error").render())
 
 
+@pytest.mark.asyncio
 async def test_rate_answers_of_a_run_from_the_runs_screen(tui_env, tiny_untied_model_dir):
     """f on a run: its model and adapter answer its validation prompts into RUN/feedback/<time>/,
     then the Rate screen opens that session."""
@@ -141,3 +143,24 @@ async def test_rate_answers_of_a_run_from_the_runs_screen(tui_env, tiny_untied_m
         assert session.path.resolve().parent == (run / "feedback").resolve()
         assert session.manifest["adapter"] == str(run.resolve()) and len(session.items) == 3
         assert screen.rater.item.messages[-1]["content"] == "hi 0"
+
+
+def test_rate_screen_snapshot_80x24(snap_compare, tui_env):
+    """The stacked layout at 80x24 with the best of three picked (its border highlighted)."""
+    from textual.widgets import Input
+
+    make_session(tui_env / "feedback" / "snap", prompts=2, k=3, system="Answer briefly.")
+    app = create_app(start="rate")
+
+    async def rated(pilot):
+        app.settings["rate_session"] = "feedback/snap"
+        app.screen.on_screen_resume()
+        await pilot.pause()
+        await pilot.press("2")
+        await pilot.pause()
+        app.clear_notifications()
+        for widget in app.screen.query(Input):
+            widget.cursor_blink = False
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=rated)
