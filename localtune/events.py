@@ -496,6 +496,22 @@ def _num(value) -> str:
 
 
 @dataclass(frozen=True)
+class FeedbackProgress(Event):
+    """A feedback job (localtune.feedback): `stage` is "sample" (candidate answers), "judge" (pairwise
+    verdicts, counted in forward passes of the judge: two per pair), "critique" or "revise"
+    (critique-revise generations); "start" before a stage with its `total`, "progress" as it moves
+    (done/total), "done" with its `seconds`. `model` names the model at work."""
+
+    name: ClassVar[str] = "feedback"
+    stage: str
+    step: str = "progress"  # "start" | "progress" | "done"
+    done: int | None = None
+    total: int | None = None
+    model: str | None = None
+    seconds: float | None = None
+
+
+@dataclass(frozen=True)
 class Stopped(Event):
     name: ClassVar[str] = "stopped"
     logged: ClassVar[bool] = True

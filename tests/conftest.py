@@ -17,6 +17,15 @@ def tiny_model_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_untied_model_dir(tmp_path_factory):
+    """A tiny llama with its own output head: its sampled answers differ (the tied one repeats
+    its last token), for tests that need distinct answers (feedback sampling)."""
+    from tiny import make_tiny_model_dir
+
+    return make_tiny_model_dir(tmp_path_factory.mktemp("tinyu") / "model", tied=False)
+
+
+@pytest.fixture(scope="session")
 def tiny_q4_model_dir(tmp_path_factory):
     from tiny import make_tiny_model_dir
 

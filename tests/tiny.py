@@ -53,7 +53,7 @@ def write_tiny_tokenizer(path: Path, chat_template: str | None = CHATML) -> int:
     return len(vocab)
 
 
-def tiny_config(vocab_size: int, hidden: int = 64, layers: int = 2) -> dict:
+def tiny_config(vocab_size: int, hidden: int = 64, layers: int = 2, tied: bool = True) -> dict:
     return {
         "model_type": "llama",
         "hidden_size": hidden,
@@ -64,7 +64,7 @@ def tiny_config(vocab_size: int, hidden: int = 64, layers: int = 2) -> dict:
         "rms_norm_eps": 1e-5,
         "vocab_size": vocab_size,
         "rope_theta": 10000.0,
-        "tie_word_embeddings": True,
+        "tie_word_embeddings": tied,
         "max_position_embeddings": 2048,
         "eos_token_id": 2,
     }
@@ -78,13 +78,16 @@ def make_tiny_model_dir(
     seed: int = 0,
     quantize_bits: int | None = None,
     chat_template: str | None = CHATML,
+    tied: bool = True,
 ) -> Path:
-    """Write a random tiny llama (f32, or quantized with `quantize_bits`) as an mlx_lm directory."""
+    """Write a random tiny llama (f32, or quantized with `quantize_bits`) as an mlx_lm directory.
+    tied=False gives it its own output head: tied embeddings make a random model repeat its last
+    token, an untied head answers in varied bytes (for tests that need different answers)."""
     from mlx_lm.models import llama
 
     path = Path(path)
     vocab = write_tiny_tokenizer(path, chat_template)
-    config = tiny_config(vocab, hidden, layers)
+    config = tiny_config(vocab, hidden, layers, tied)
     mx.random.seed(seed)
     model = llama.Model(llama.ModelArgs.from_dict(config))
     # Larger-than-default init so the random model's outputs are not all alike.

@@ -15,10 +15,11 @@ from localtune.runs.layout import DEFAULT_ROOT
 from tui.screens.chat import ChatScreen
 from tui.screens.datasets import DatasetsScreen
 from tui.screens.models import ModelsScreen
+from tui.screens.rate import RateScreen
 from tui.screens.runs import RunsScreen
 from tui.screens.train import TrainScreen
 
-SCREENS = ("train", "runs", "datasets", "chat", "models")
+SCREENS = ("train", "runs", "datasets", "chat", "models", "rate")
 SCREENSHOT_DIR = "screenshots"  # under the working directory, next to adapters/
 
 
@@ -30,7 +31,7 @@ class LocaltuneApp(App):
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
     VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]
     MODES = {"train": TrainScreen, "runs": RunsScreen, "datasets": DatasetsScreen,
-             "chat": ChatScreen, "models": ModelsScreen}
+             "chat": ChatScreen, "models": ModelsScreen, "rate": RateScreen}
     # F-keys live in the top bar of every screen (widgets/nav_bar.py), not in the footer.
     BINDINGS = [
         Binding("f1", "switch_mode('train')", "Train screen", show=False),
@@ -38,6 +39,8 @@ class LocaltuneApp(App):
         Binding("f3", "switch_mode('datasets')", "Datasets screen", show=False),
         Binding("f4", "switch_mode('chat')", "Chat screen", show=False),
         Binding("f5", "switch_mode('models')", "Models screen", show=False),
+        # F6 is in tui/README.md and the help; the top bar keeps to five screens to fit 80 columns
+        Binding("f6", "switch_mode('rate')", "Rate screen (rate answers)", show=False),
         Binding("question_mark", "help", "Help: the keys of this screen", show=False),
         Binding("f12", "screenshot", f"Screenshot (SVG, saved under {SCREENSHOT_DIR}/)", show=False),
         # in the top bar, not the footer: Runs needs the footer's 80 columns for its own keys
@@ -111,6 +114,14 @@ class LocaltuneApp(App):
         from tui.render import relative
 
         self.notify(f"screenshot saved: {relative(path)}", title="screenshot", timeout=8)
+
+    def rate_run(self, run_dir: str | Path) -> None:
+        """Sample a run's answers and rate them on the Rate screen."""
+        self.settings["rate_run"] = str(run_dir)
+        if self.current_mode == "rate":
+            self.screen.on_screen_resume()
+        else:
+            self.switch_mode("rate")
 
 
 def create_app(**kwargs) -> LocaltuneApp:

@@ -21,15 +21,16 @@ def show_notices(event: dict) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from localtune.cli import (chat_cmd, data_cmd, demo_cmd, doctor_cmd, eval_cmd, export_cmd, models_cmd,
-                               plan_cmd, reward_cmd, runs_cmd, train_cmd, tui_cmd)
+    from localtune.cli import (chat_cmd, data_cmd, demo_cmd, doctor_cmd, eval_cmd, export_cmd, feedback_cmd,
+                               models_cmd, plan_cmd, reward_cmd, runs_cmd, train_cmd, tui_cmd)
 
     parser = argparse.ArgumentParser(
         prog="localtune",
         description="Instruction-tune a language model on this machine (LoRA SFT, DPO, reward models) with MLX.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    commands = (train_cmd, reward_cmd, data_cmd, models_cmd, chat_cmd, eval_cmd, export_cmd, runs_cmd, plan_cmd,
+    commands = (train_cmd, reward_cmd, data_cmd, models_cmd, chat_cmd, eval_cmd, feedback_cmd, export_cmd, runs_cmd,
+                plan_cmd,
                 doctor_cmd, demo_cmd, tui_cmd)
     for module in commands:
         module.register(sub)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from localtune.runs.layout import DEFAULT_ROOT
 
-SCREENS = ("train", "runs", "datasets", "chat", "models")
+SCREENS = ("train", "runs", "datasets", "chat", "models", "rate")
 FRONTENDS = "localtune.frontends"  # entry point group the UI registers in
 
 

@@ -181,3 +181,28 @@ def read_data_prompts(path, *, on_event=None) -> tuple[list[PromptRow], list[Pro
         rows.append(PromptRow(f"{Path(ex.source).name}:{ex.line}", messages, ex.source, ex.line, "data",
                               reference=reference))
     return rows, ds.problems
+
+
+def read_prompt_set(path, *, on_event=None) -> tuple[list[PromptRow], list[Problem]]:
+    """Any prompt set, by its rows' shape: IFEval rows; a prompts file (plain lines, "messages" or
+    "prompt" rows); preference pairs (the pair's prompt; the chosen answer kept as reference); any
+    other chat dataset (alpaca, sharegpt, prompt/completion) as data rows; a path that is not a
+    file as a hub dataset id. Returns (rows, problems) like read_data_prompts (the problems are
+    skipped rows of a dataset; IFEval and prompt files raise on a bad row instead)."""
+    from localtune.data.preferences import is_preference_row, read_preferences
+
+    if not Path(path).is_file():
+        return read_data_prompts(path, on_event=on_event)
+    if not read_text(path).lstrip().startswith(("{", "[")):
+        return read_prompt_file(path), []
+    first = next((r.value for r in iter_rows(path) if r.problem is None and isinstance(r.value, dict)), {})
+    if all(k in first for k in IFEVAL_KEYS):
+        return read_ifeval(path, on_event=on_event), []
+    if is_preference_row(first):
+        ds = read_preferences(path)
+        rows = [PromptRow(f"{Path(ex.source).name}:{ex.line}", ex.prompt, ex.source, ex.line, "data",
+                          reference=ex.chosen) for ex in ds.examples]
+        return rows, ds.problems
+    if "messages" in first or ("prompt" in first and "completion" not in first):
+        return read_prompt_file(path), []
+    return read_data_prompts(path, on_event=on_event)

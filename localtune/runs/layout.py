@@ -13,6 +13,7 @@ adapters/<run>/
   start_adapter/           a copy of the adapter the run started from (--adapter)
   eval/<name>/             evaluations of the run: summary.json + answers.jsonl (localtune eval's
                            <time>, or step-NNNNNN for those made during training)
+  feedback/<name>/         feedback sessions sampled from the run (localtune.feedback.session)
   loss.png, tensorboard/, console.log, tui-config.yaml
 No imports here: everything may import this module.
 """
@@ -46,6 +47,7 @@ START_ADAPTER_DIR = "start_adapter"
 EVAL_DIR = "eval"
 EVAL_SUMMARY_FILE = "summary.json"  # localtune/eval/results.py holds their keys
 EVAL_ANSWERS_FILE = "answers.jsonl"
+FEEDBACK_DIR = "feedback"
 LOSS_PNG = "loss.png"
 TENSORBOARD_DIR = "tensorboard"
 CONSOLE_LOG = "console.log"  # the trainer's stdout/stderr when the TUI started it

@@ -14,13 +14,13 @@ from pathlib import Path
 from localtune.errors import RunError
 from localtune.fsutil import atomic_write_json, atomic_write_text
 from localtune.runs import layout
-from localtune.runs.liveness import holder_running, start_time, this_host
+from localtune.runs.lock import PidLock
 
 
 class RunDir:
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self._locked = False
+        self._lock = PidLock(self.path / layout.LOCK_FILE)
 
     # -- where things are ---------------------------------------------------------------------
     @property
@@ -74,41 +74,19 @@ class RunDir:
     def eval_dir(self, name: str) -> Path:
         return self.path / layout.EVAL_DIR / name
 
-    # -- lock: one trainer per run directory ----------------------------------------------------
+    def feedback_dir(self, name: str) -> Path:
+        return self.path / layout.FEEDBACK_DIR / name
+
+    # -- lock: one trainer per run directory (runs/lock.py) ----------------------------------------
     def acquire(self) -> None:
         """Take the run's lock. A stale lock (its process is gone, or a zombie) is replaced."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        for _ in range(2):
-            try:
-                fd = os.open(self.lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                holder = self.lock_holder()
-                if holder is None or (holder.get("host") == this_host() and not holder_running(holder)):
-                    # Unreadable (a torn write of a dead process) or stale: its process is gone.
-                    self.lock_path.unlink(missing_ok=True)
-                    continue
-                raise RunError(
-                    f"{self.path}: in use by process {holder.get('pid')} on {holder.get('host')} "
-                    f"(remove {self.lock_path} if that process is gone)"
-                ) from None
-            with os.fdopen(fd, "w") as f:
-                json.dump({"pid": os.getpid(), "host": this_host(), "time": time.time(),
-                           "started": start_time(os.getpid())}, f)
-            self._locked = True
-            return
-        raise RunError(f"{self.path}: could not take the run lock")
+        self._lock.acquire()
 
     def release(self) -> None:
-        if self._locked:
-            self.lock_path.unlink(missing_ok=True)
-            self._locked = False
+        self._lock.release()
 
     def lock_holder(self) -> dict | None:
-        try:
-            holder = json.loads(self.lock_path.read_text())
-        except (OSError, json.JSONDecodeError, ValueError):
-            return None
-        return holder if isinstance(holder, dict) else None
+        return self._lock.holder()
 
     # -- the record (run.json) --------------------------------------------------------------------
     def read(self) -> dict:

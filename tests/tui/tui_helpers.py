@@ -7,7 +7,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "samples"
-JOB_GROUPS = {"dataset", "split", "chat-load", "chat-gen", "models-list", "model-job", "export", "plan"}
+JOB_GROUPS = {"dataset", "split", "chat-load", "chat-gen", "models-list", "model-job", "export", "plan",
+              "rate-sample"}
 
 
 async def wait_for_workers(app) -> None:

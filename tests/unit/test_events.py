@@ -28,6 +28,7 @@ SAMPLES = [
     events.Warn("another base"),
     events.RewardModelOpened("/rm", "/m", True, "scoring inside the caller's model", source="/rm"),
     events.EvalProgress("done", "base", seconds=3.5, numbers={"ended": 0.9, "loops": 0.05}),
+    events.FeedbackProgress("judge", "progress", done=4, total=12, model="/m"),
     events.Stopped(7),
     events.Done("finished", "/run", 7),
     events.EarlyStop(8, "eval_loops", 3, best_step=4, best=0.05),

@@ -117,3 +117,29 @@ def test_the_sample_ifeval_sets_cover_every_family_and_type():
         ids = {i for r in rows for i in r.instruction_id_list}
         assert ids == set(registry())
         assert {i.split(":")[0] for i in ids} == set(FAMILIES)
+
+
+def test_read_prompt_set_reads_every_shape_by_its_rows(tmp_path):
+    """feedback sample's --prompts: one reader for plain lines, chat/prompt rows, IFEval rows,
+    preference pairs (their prompt, the chosen answer as reference) and other chat datasets."""
+    from localtune.data.prompts import read_prompt_set
+
+    cases = {
+        "lines.txt": (["hello there", "", "bye"], ["hello there", "bye"], "prompts"),
+        "chat.jsonl": ([{"messages": [{"role": "user", "content": "q1"}, {"role": "assistant", "content": "a"}]}],
+                       ["q1"], "prompts"),
+        "if.jsonl": ([{"key": 7, "prompt": "Say hi.", "instruction_id_list": ["punctuation:no_comma"],
+                       "kwargs": [{}]}], ["Say hi."], "ifeval"),
+        "pairs.jsonl": ([{"prompt": "which?", "chosen": "good", "rejected": "bad", "system": "Be brief."}],
+                        ["which?"], "data"),
+        "alpaca.jsonl": ([{"instruction": "Add", "input": "1+1", "output": "2"}], None, "data"),
+    }
+    for name, (rows, prompts, kind) in cases.items():
+        got, problems = read_prompt_set(write(tmp_path / name, rows))
+        assert not problems and {r.kind for r in got} == {kind}, name
+        if prompts is not None:
+            assert [r.prompt for r in got] == prompts, name
+    pairs, _ = read_prompt_set(tmp_path / "pairs.jsonl")
+    assert pairs[0].messages[0] == {"role": "system", "content": "Be brief."} and pairs[0].reference == "good"
+    alpaca, _ = read_prompt_set(tmp_path / "alpaca.jsonl")
+    assert "Add" in alpaca[0].prompt and alpaca[0].reference == "2"

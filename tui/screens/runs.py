@@ -65,10 +65,13 @@ class RunsScreen(BaseScreen):
         Binding("v", "evaluate", "Eval", tooltip="evaluate this run (localtune eval --adapter RUN); shows the result"),
         Binding("a", "evals", "Answers", tooltip="this run's evaluations: numbers, and its answers beside the "
                                                  "compared run's (or the base's)"),
+        Binding("f", "rate", "Rate", tooltip="sample this run's answers (its validation prompts) and rate them "
+                                             "(Rate screen)"),
         Binding("n", "clone", "Clone", tooltip="clone: the Train form filled with this run's config"),
         Binding("m", "mark", "Compare", tooltip="compare: overlay its curves with the next run you select (m again: off)"),
         Binding("ctrl+r", "resume", "Resume", tooltip="resume a stopped or failed run from its last checkpoint"),
-        Binding("d", "delete", "Delete", tooltip="delete the run and its checkpoints (asks y/n)"),
+        # Delete has its own (red) button and asks y/n; out of the footer for the 80 columns
+        Binding("d", "delete", "Delete", show=False, tooltip="delete the run and its checkpoints (asks y/n)"),
         Binding("e", "export", "Export", tooltip="export: peft, fused or gguf, optionally pushed to the hub"),
         Binding("g", "refresh", "Refresh now", show=False),
     ]
@@ -259,6 +262,10 @@ class RunsScreen(BaseScreen):
         self._update_buttons()
         self._show_status(f"{msg.title}: {'done' if msg.code == 0 else f'failed (exit code {msg.code})'}")
         self.app.push_screen(jobs.OutputDialog(msg.title, msg.code, msg.output, msg.seconds))
+
+    def action_rate(self) -> None:
+        if self._need_run():  # sample this run's answers, then rate them (Rate screen)
+            self.app.rate_run(self.selected["path"])
 
     def action_mark(self) -> None:
         if not self._need_run():
