@@ -65,6 +65,16 @@ class TrainConfig:
     skip_nonfinite: bool = _f(False, "skip a batch whose loss or gradient is NaN/Inf instead of stopping")
     report_to: str | None = _f(None, "also log metrics to tensorboard and/or wandb (comma-separated; off by default)")
 
+    def __post_init__(self):
+        problems = self.mode_problems()
+        if problems:
+            raise LocaltuneError("bad configuration: " + "; ".join(problems))
+
+    def mode_problems(self) -> list[str]:
+        """A mode's own checks, run on construction: a mode's config extends this (calling super(),
+        so configs that combine modes, e.g. online DPO, run every check)."""
+        return []
+
     def lora_spec(self) -> LoraSpec:
         return LoraSpec(
             rank=self.lora_rank,
@@ -187,6 +197,47 @@ def build_config(
         raise LocaltuneError(f"bad configuration: {e}") from None
     validate(cfg)
     return cfg
+
+
+def check_mode_fields(cfg, names) -> list[str]:
+    """Type-check a mode's own config fields (`names`), converting in place what YAML or a run's
+    record gives in another spelling (a float written "1e-4", a list for a tuple). YAML values of
+    these fields bypass _coerce (it only knows TrainConfig's fields), so a mode's __post_init__
+    calls this. Returns the problems, as "name must be ..." phrases."""
+    problems = []
+    for f in fields(cfg):
+        if f.name not in names:
+            continue
+        value, default = getattr(cfg, f.name), f.default
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                problems.append(f"{f.name} must be true or false (got {value!r})")
+            continue
+        if isinstance(default, float):
+            if isinstance(value, str):
+                try:
+                    value = float(value)
+                except ValueError:
+                    pass
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                problems.append(f"{f.name} must be a number (got {value!r})")
+                continue
+            value = float(value)
+        elif isinstance(default, int):
+            if isinstance(value, bool) or not isinstance(value, int):
+                problems.append(f"{f.name} must be a whole number (got {value!r})")
+                continue
+        elif isinstance(default, tuple):
+            value = (value,) if isinstance(value, str) else value
+            if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+                problems.append(f"{f.name} must be a list of strings (got {value!r})")
+                continue
+            value = tuple(value)
+        if f.metadata.get("choices") and value not in f.metadata["choices"]:
+            problems.append(f"{f.name} must be one of {', '.join(f.metadata['choices'])} (got {value!r})")
+            continue
+        object.__setattr__(cfg, f.name, value)
+    return problems
 
 
 def validate(cfg: TrainConfig) -> None:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
-from localtune.config import TrainConfig, _f
-from localtune.errors import LocaltuneError
+from localtune.config import TrainConfig, _f, check_mode_fields
 
 LOSSES = ("sigmoid", "ipo", "hinge", "orpo", "simpo")
 REFERENCE_FREE = ("orpo", "simpo")  # these never look at a reference policy
@@ -25,26 +24,8 @@ class DPOConfig(TrainConfig):
     orpo_lambda: float = _f(0.1, "ORPO: weight of the odds-ratio term added to the chosen NLL")
     simpo_gamma: float = _f(0.5, "SimPO: target reward margin gamma")
 
-    def __post_init__(self):
-        # YAML values for these fields bypass config._coerce (it only knows TrainConfig's fields).
-        problems = []
-        for f in fields(self):
-            if f.name not in DPO_FIELDS:
-                continue
-            value = getattr(self, f.name)
-            if isinstance(f.default, float):
-                if isinstance(value, str):
-                    try:
-                        value = float(value)
-                    except ValueError:
-                        pass
-                if isinstance(value, bool) or not isinstance(value, (int, float)):
-                    problems.append(f"{f.name} must be a number (got {value!r})")
-                    continue
-                object.__setattr__(self, f.name, float(value))
-            elif f.metadata.get("choices") and value not in f.metadata["choices"]:
-                problems.append(f"{f.name} must be one of {', '.join(f.metadata['choices'])} "
-                                f"(got {value!r})")
+    def mode_problems(self) -> list[str]:
+        problems = super().mode_problems() + check_mode_fields(self, DPO_FIELDS)
         if not problems:
             if self.beta <= 0:
                 problems.append("beta must be > 0")
@@ -60,8 +41,7 @@ class DPOConfig(TrainConfig):
             problems.append("pack applies to SFT only (DPO batches chosen and rejected side by side)")
         if self.format is not None:
             problems.append("format does not apply to DPO (preference files are detected by their keys)")
-        if problems:
-            raise LocaltuneError("bad configuration: " + "; ".join(problems))
+        return problems
 
     @property
     def uses_reference(self) -> bool:
@@ -69,3 +49,21 @@ class DPOConfig(TrainConfig):
 
 
 DPO_FIELDS = {"beta", "loss", "label_smoothing", "ref", "orpo_lambda", "simpo_gamma"}
+
+
+from localtune.config_rollout import RolloutConfig  # noqa: E402  (after DPOConfig: no cycle, read in order)
+
+
+@dataclass(frozen=True)
+class OnlineDPOConfig(DPOConfig, RolloutConfig):
+    """`train dpo --online`: the DPO options plus the rollout options (config_rollout.py)."""
+
+    online: bool = _f(False, "online DPO: the model answers --prompts twice, --reward picks the better answer, "
+                             "one DPO step per batch (the reference is scored on each new pair; --ref does not "
+                             "apply)")
+
+    def mode_problems(self) -> list[str]:
+        problems = super().mode_problems()
+        if not self.online:
+            problems.append("the rollout options (--prompts, --reward, ...) need --online")
+        return problems
