@@ -141,8 +141,14 @@ class RunFollower:
         return int(it) if it else None
 
     @property
+    def reward_series(self) -> tuple[str, ...]:
+        """The reward plot's series names: the built-in ones and the run's own (GRPO's reward)."""
+        return events.plot_labels("reward", self.registry)
+
+    @property
     def is_dpo(self) -> bool:
-        return self.info.get("kind") == "dpo" or any(n in self.series for n in DPO_SERIES)
+        """The run has a reward plot to show (DPO, GRPO, ...)."""
+        return self.info.get("kind") == "dpo" or any(n in self.series for n in self.reward_series)
 
     def eta_seconds(self) -> float | None:
         """From the wall time between train reports (deterministic given the metrics log)."""

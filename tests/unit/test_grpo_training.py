@@ -87,6 +87,7 @@ def test_grpo_learns_a_rule_reward_and_shows_it_everywhere(rl):
 
     follower = load_run(run)
     assert follower.series["reward"][1][-1] == pytest.approx(rewards[-1], abs=1e-3)
+    assert follower.is_dpo and "reward" in follower.reward_series  # the Train screen draws the reward plot
 
 
 def test_kl_is_zero_at_step_0_from_an_sft_adapter_too(rl, tmp_path, flat_model_dir):

@@ -10,7 +10,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Input, Label, Log, ProgressBar, Select, Static
 
 from localtune.runs import latest_good_checkpoint
-from tui.follow import DPO_SERIES, LOSS_SERIES, RunFollower
+from tui.follow import LOSS_SERIES, RunFollower
 from tui.render import relative
 from tui.widgets.curve_plot import CurvePlot
 
@@ -62,7 +62,11 @@ class RunView(Vertical):
             {n: f.series[n] for n in LOSS_SERIES if n in f.series})
         dpo = self.query_one("#dpo-plot", CurvePlot)
         dpo.display = f.is_dpo
-        dpo.set_series({n: f.series[n] for n in DPO_SERIES if n in f.series})
+        title = "DPO reward accuracy / margin" if f.info.get("kind") == "dpo" else "reward"
+        if title != dpo.title:
+            dpo.title = title
+            dpo.replot()
+        dpo.set_series({n: f.series[n] for n in f.reward_series if n in f.series})
         if f.new_log:
             self.query_one("#run-log", Log).write_lines(f.new_log)
 
