@@ -139,27 +139,37 @@ def _json_prompt(value, source: str, line: int) -> PromptRow:
     return PromptRow(key, head + [{"role": "user", "content": prompt}], source, line, "prompts")
 
 
+def _json_rows(path, make_row, why: str = "eval scores every row") -> list[PromptRow]:
+    """Every JSON row of a file through make_row(value, source, line); problems (file:line) are one
+    DataError, and so is a file without rows."""
+    source = str(path)
+    rows, problems = [], []
+    for raw in iter_rows(path):
+        if raw.problem:
+            problems.append(Problem(source, raw.line, raw.problem))
+            continue
+        try:
+            rows.append(make_row(raw.value, source, raw.line))
+        except ValueError as e:
+            problems.append(Problem(source, raw.line, str(e)))
+    _raise_problems(source, problems, "prompt", why)
+    if not rows:
+        raise DataError(f"{source}: no prompts")
+    return rows
+
+
+def _is_json(path) -> bool:
+    return read_text(path).lstrip().startswith(("{", "["))
+
+
 def read_prompt_file(path) -> list[PromptRow]:
     """A prompts file: JSON rows ({"messages": [...]} or {"prompt": ...}) when it starts with '{' or
     '[', else plain text with one prompt a line (blank lines skipped)."""
+    if _is_json(path):
+        return _json_rows(path, _json_prompt)
     source = str(path)
-    text = read_text(path)
-    rows, problems = [], []
-    if text.lstrip().startswith(("{", "[")):
-        for raw in iter_rows(path):
-            if raw.problem:
-                problems.append(Problem(source, raw.line, raw.problem))
-                continue
-            try:
-                rows.append(_json_prompt(raw.value, source, raw.line))
-            except ValueError as e:
-                problems.append(Problem(source, raw.line, str(e)))
-    else:
-        for i, line in enumerate(text.split("\n"), start=1):
-            if line.strip():
-                rows.append(PromptRow(f"{Path(source).name}:{i}", [{"role": "user", "content": line.strip()}],
-                                      source, i, "prompts"))
-    _raise_problems(source, problems, "prompt")
+    rows = [PromptRow(f"{Path(source).name}:{i}", [{"role": "user", "content": line.strip()}], source, i, "prompts")
+            for i, line in enumerate(read_text(path).split("\n"), start=1) if line.strip()]
     if not rows:
         raise DataError(f"{source}: no prompts")
     return rows
@@ -204,20 +214,6 @@ def read_rl_prompts(path) -> list[PromptRow]:
     (fields {"prompt": line}). Bad rows are an error naming file and line."""
     from dataclasses import replace
 
-    source = str(path)
-    text = read_text(path)
-    if not text.lstrip().startswith(("{", "[")):
+    if not _is_json(path):
         return [replace(r, fields={"prompt": r.prompt}) for r in read_prompt_file(path)]
-    rows, problems = [], []
-    for raw in iter_rows(path):
-        if raw.problem:
-            problems.append(Problem(source, raw.line, raw.problem))
-            continue
-        try:
-            rows.append(_rl_row(raw.value, source, raw.line))
-        except ValueError as e:
-            problems.append(Problem(source, raw.line, str(e)))
-    _raise_problems(source, problems, "prompt", "training reads every row")
-    if not rows:
-        raise DataError(f"{source}: no prompts")
-    return rows
+    return _json_rows(path, _rl_row, "training reads every row")

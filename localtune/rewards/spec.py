@@ -111,12 +111,15 @@ def with_absolute_path(text: str) -> str:
 
 
 def open_sources(specs, *, model=None, tokenizer=None) -> list:
-    """The RewardSource of each spec (files read and functions imported now; errors name the spec)."""
+    """The RewardSource of each spec (texts or parsed RewardSpecs): files read and functions
+    imported now, errors naming the spec. `model`/`tokenizer`: the loaded policy, for the sources
+    that score with a model (a reward model or a judge in the same weights)."""
     from localtune.rewards.python_fn import PythonReward
     from localtune.rewards.rules import ChecksReward, IFEvalReward, LengthReward
 
     sources = []
-    for s in parse_specs(specs) if not specs or isinstance(specs[0], str) else specs:
+    parsed = [s for s in specs if isinstance(s, RewardSpec)]
+    for s in parsed if parsed and len(parsed) == len(specs) else parse_specs(specs):
         if s.kind == "ifeval":
             src = IFEvalReward(s.weight, s.name, s.text)
         elif s.kind == "checks":
