@@ -226,6 +226,9 @@ def test_the_cli_trains_grpo_and_online_dpo_and_refuses_what_does_not_fit(rl, tm
     assert main(["train", "dpo", "--resume", str(tmp_path / "d"), "--iters", "2"]) == 0  # knows it is online
     assert [e["step"] for e in train_events(tmp_path / "d")] == [1, 2]
     capsys.readouterr()
+    assert main(["runs", "--root", str(tmp_path)]) == 0
+    listed = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
+    assert "grpo" in listed["g"] and " reward " in listed["g"] and " ended " in listed["g"]
     assert main(["train", "grpo", "--prompts", cfg.data, "--iters", "1"]) == 2
     assert "no reward: give --reward SPEC" in capsys.readouterr().err
     assert main(["train", "dpo", "--data", cfg.data, "--reward", "ifeval"]) == 2
