@@ -179,8 +179,9 @@ def rollout_metrics(names: list[str]):
     """The Metric declarations of the rollout stats (a task adds its own: kl, clip_fraction, ...)."""
     from localtune.events import Metric
 
+    # Per source even with one: the total differs from it by the truncation penalty.
     per_source = tuple(Metric(f"reward_{n}", f"reward {n}", plot="reward", fmt=".3f", card=True, final=True)
-                       for n in names) if len(names) > 1 else ()
+                       for n in names)
     return (Metric("reward_mean", "reward", plot="reward", fmt=".3f", summary=True, card=True, final=True),
             *per_source,
             Metric("reward_std", "reward std in group", plot="reward", fmt=".3f"),

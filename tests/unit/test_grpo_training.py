@@ -237,3 +237,25 @@ def test_the_cli_trains_grpo_and_online_dpo_and_refuses_what_does_not_fit(rl, tm
     assert "group_size must be >= 2" in capsys.readouterr().err
     with pytest.raises(LocaltuneError, match="valid does not apply"):
         rl("v", valid=cfg.data)
+
+
+def test_rollouts_keep_the_end_of_turn_token_the_loss_trains(rl, flat_model_dir):
+    from localtune.data.prompts import read_rl_prompts
+    from localtune.generate import encode_prompt
+    from localtune.models import load_model
+    from localtune.rewards import open_sources
+    from localtune.train.rollouts import RolloutSampler
+
+    cfg = rl("r", temperature=4.0, max_completion=32)  # hot and long enough that some answers end
+    model, tok = load_model(flat_model_dir)
+    rows = read_rl_prompts(cfg.data)
+    sampler = RolloutSampler(model, tok, rows, [encode_prompt(tok, r.messages) for r in rows],
+                             open_sources(["length:1-3"]), cfg)
+    rollouts, stats = sampler.sample([0, 1, 2, 3], 16, seed=1)
+    ended = [r for r in rollouts if r.ended]
+    cut = [r for r in rollouts if not r.ended]
+    assert ended and cut and stats["ended"] == len(ended) / 64
+    eos = set(tok.eos_token_ids)
+    assert all(r.answer_ids and r.answer_ids[-1] in eos for r in ended)  # trained: the decision to stop
+    assert all(len(r.answer_ids) == 32 and not eos & set(r.answer_ids) for r in cut)
+    assert [r.item for r in rollouts] == [i for i in range(4) for _ in range(16)]  # groups of 16, in order
