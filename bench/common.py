@@ -105,3 +105,18 @@ def print_table(title: str, rows: list[tuple[str, dict]], metrics: list[tuple[st
         print(f"| {label} | " + " | ".join([fmt(v, spec) for v in vals] + ratios) + " |")
     for n in notes:
         print(f"\n{n}")
+
+
+FORMAT_SYSTEM = "You are a careful assistant. Think briefly, then end with a line 'Answer: <number>'."
+
+
+def format_prompts(n: int, seed: int) -> list[dict]:
+    """Small arithmetic questions for online RL (GRPO) benches: a prompt, a system message and the
+    answer, the shape mlx-lm-lora's GRPO data needs (localtune reads the same rows)."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        a, b = rng.randrange(2, 60), rng.randrange(2, 60)
+        rows.append({"prompt": f"A ship carries {a} crates and loads {b} more at the {rng.choice(WORDS)}. "
+                               "How many crates are on board?", "answer": str(a + b), "system": FORMAT_SYSTEM})
+    return rows

@@ -6,7 +6,7 @@ max length, optimizer (AdamW, wd 0, constant lr), beta and precision.
 
 The peer needs its own venv (see bench/README.md): BENCH_PEER_PYTHON, default /tmp/peer/bin/python.
 pairs/s = iters × batch / the side's training seconds (loading and validation excluded on both;
-the peer runs without its validation set, see peer_mlx_lm_lora_dpo.py). The peer computes the reference
+the peer runs without its validation set, see peer_mlx_lm_lora_modes.py). The peer computes the reference
 live with a second model copy; localtune is run with --ref live (the same work per step) and, as a
 third column, with its default --ref cached (reference log-probs computed once before training;
 that time is in its wall seconds, not its training seconds).
@@ -62,7 +62,7 @@ def peer_run(a, model, data: Path, out: Path) -> dict:
     cfg.write_text(json.dumps({"lora_parameters": {"rank": a.rank, "scale": a.alpha / a.rank, "dropout": 0.0},
                                "optimizer_config": {"adamw": {"weight_decay": 0.0}}, "fuse": False}))
     report = out.with_suffix(".json")
-    cmd = [common.PEER_PY, str(common.ROOT / "bench" / "peer_mlx_lm_lora_dpo.py"), "--train", "--train-mode", "dpo",
+    cmd = [common.PEER_PY, str(common.ROOT / "bench" / "peer_mlx_lm_lora_modes.py"), "--train", "--train-mode", "dpo",
            "--model", str(model), "--data", str(data), "--iters", str(a.iters), "--batch-size", str(a.batch_size),
            "--num-layers", str(a.layers), "--max-seq-length", str(a.max_seq_len), "--optimizer", "adamw",
            "--learning-rate", str(a.lr), "--beta", str(a.beta), "--dpo-cpo-loss-type", "sigmoid",

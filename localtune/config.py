@@ -81,7 +81,15 @@ class TrainConfig:
                                     "without a better value")
 
     def __post_init__(self):
-        validate(self)
+        problems = self.mode_problems()
+        if problems:
+            raise LocaltuneError("bad configuration: " + "; ".join(problems))
+
+    def mode_problems(self) -> list[str]:
+        """The checks run on construction: the shared options' ranges, eval during training and
+        keep-best. A mode's config extends this (calling super(), so configs that combine modes,
+        e.g. online DPO, run every check)."""
+        return problems(self) + eval_problems(self)
 
     def lora_spec(self) -> LoraSpec:
         return LoraSpec(
@@ -248,16 +256,45 @@ def problems(cfg: TrainConfig) -> list[str]:
     return out
 
 
-def validate(cfg: TrainConfig) -> None:
-    found = common_problems(cfg)
-    if found:
-        raise LocaltuneError("bad configuration: " + "; ".join(found))
-
-
-def common_problems(cfg: TrainConfig) -> list[str]:
-    """The checks every mode's config runs (a mode's own __post_init__ replaces TrainConfig's, so it
-    calls this): ranges of the shared options, eval during training and keep-best."""
-    return problems(cfg) + eval_problems(cfg)
+def check_mode_fields(cfg, names) -> list[str]:
+    """Type-check a mode's own config fields (`names`), converting in place what YAML or a run's
+    record gives in another spelling (a float written "1e-4", a list for a tuple). YAML values of
+    these fields bypass _coerce (it only knows TrainConfig's fields), so a mode's __post_init__
+    calls this. Returns the problems, as "name must be ..." phrases."""
+    problems = []
+    for f in fields(cfg):
+        if f.name not in names:
+            continue
+        value, default = getattr(cfg, f.name), f.default
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                problems.append(f"{f.name} must be true or false (got {value!r})")
+            continue
+        if isinstance(default, float):
+            if isinstance(value, str):
+                try:
+                    value = float(value)
+                except ValueError:
+                    pass
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                problems.append(f"{f.name} must be a number (got {value!r})")
+                continue
+            value = float(value)
+        elif isinstance(default, int):
+            if isinstance(value, bool) or not isinstance(value, int):
+                problems.append(f"{f.name} must be a whole number (got {value!r})")
+                continue
+        elif isinstance(default, tuple):
+            value = (value,) if isinstance(value, str) else value
+            if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+                problems.append(f"{f.name} must be a list of strings (got {value!r})")
+                continue
+            value = tuple(value)
+        if f.metadata.get("choices") and value not in f.metadata["choices"]:
+            problems.append(f"{f.name} must be one of {', '.join(f.metadata['choices'])} (got {value!r})")
+            continue
+        object.__setattr__(cfg, f.name, value)
+    return problems
 
 
 def eval_problems(cfg: TrainConfig) -> list[str]:
@@ -281,30 +318,6 @@ def eval_problems(cfg: TrainConfig) -> list[str]:
         if problem:
             out.append(problem)
     return out
-
-
-def mode_field_problems(cfg, names: set[str]) -> list[str]:
-    """A mode's own options (config_dpo, config_reward) checked and coerced in place: numbers for
-    float fields (YAML reads 1e-4 as a string), one of the choices where a field has them. YAML
-    values of these fields bypass _coerce, which knows TrainConfig's fields only."""
-    problems = []
-    for f in fields(cfg):
-        if f.name not in names:
-            continue
-        value = getattr(cfg, f.name)
-        if isinstance(f.default, float):
-            if isinstance(value, str):
-                try:
-                    value = float(value)
-                except ValueError:
-                    pass
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                problems.append(f"{f.name} must be a number (got {value!r})")
-                continue
-            object.__setattr__(cfg, f.name, float(value))
-        elif f.metadata.get("choices") and value not in f.metadata["choices"]:
-            problems.append(f"{f.name} must be one of {', '.join(f.metadata['choices'])} (got {value!r})")
-    return problems
 
 
 def pair_mode_problems(cfg, mode: str) -> list[str]:

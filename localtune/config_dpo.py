@@ -5,8 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from localtune.config import TrainConfig, _f, common_problems, mode_field_problems, pair_mode_problems
-from localtune.errors import LocaltuneError
+from localtune.config import TrainConfig, _f, check_mode_fields, pair_mode_problems
 
 LOSSES = ("sigmoid", "ipo", "hinge", "orpo", "simpo")
 REFERENCE_FREE = ("orpo", "simpo")  # these never look at a reference policy
@@ -29,10 +28,10 @@ class DPOConfig(TrainConfig):
                                "(RPO, Pang et al. 2024; TRL's rpo_alpha: the chosen tokens' mean NLL): keeps "
                                "the chosen answers likely, so the model still ends them; 0 = off, the paper uses 1")
 
-    def __post_init__(self):
-        problems = mode_field_problems(self, DPO_FIELDS)
+    def mode_problems(self) -> list[str]:
+        problems = check_mode_fields(self, DPO_FIELDS)
         if not problems:
-            for name in ("beta", "label_smoothing", "orpo_lambda", "simpo_gamma"):
+            for name in ("beta", "label_smoothing", "orpo_lambda", "simpo_gamma", "rpo_alpha"):
                 if not math.isfinite(getattr(self, name)):
                     problems.append(f"{name} must be a finite number (got {getattr(self, name)!r})")
         if not problems:
@@ -46,10 +45,7 @@ class DPOConfig(TrainConfig):
                 problems.append("orpo_lambda must be >= 0")
             if self.rpo_alpha < 0:
                 problems.append("rpo_alpha must be >= 0 (0 = off)")
-        problems += pair_mode_problems(self, "DPO")
-        problems += common_problems(self)  # TrainConfig's own checks (its __post_init__ is this one's)
-        if problems:
-            raise LocaltuneError("bad configuration: " + "; ".join(problems))
+        return super().mode_problems() + problems + pair_mode_problems(self, "DPO")
 
     @property
     def uses_reference(self) -> bool:
@@ -57,3 +53,21 @@ class DPOConfig(TrainConfig):
 
 
 DPO_FIELDS = {"beta", "loss", "label_smoothing", "ref", "orpo_lambda", "simpo_gamma", "rpo_alpha"}
+
+
+from localtune.config_rollout import RolloutConfig  # noqa: E402  (after DPOConfig: no cycle, read in order)
+
+
+@dataclass(frozen=True)
+class OnlineDPOConfig(DPOConfig, RolloutConfig):
+    """`train dpo --online`: the DPO options plus the rollout options (config_rollout.py)."""
+
+    online: bool = _f(False, "online DPO: the model answers --prompts twice, --reward picks the better answer, "
+                             "one DPO step per batch (the reference is scored on each new pair; --ref does not "
+                             "apply)")
+
+    def mode_problems(self) -> list[str]:
+        problems = super().mode_problems()
+        if not self.online:
+            problems.append("the rollout options (--prompts, --reward, ...) need --online")
+        return problems

@@ -5,8 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from localtune.config import TrainConfig, _f, common_problems, mode_field_problems, pair_mode_problems
-from localtune.errors import LocaltuneError
+from localtune.config import TrainConfig, _f, check_mode_fields, pair_mode_problems
 
 
 @dataclass(frozen=True)
@@ -16,17 +15,14 @@ class RewardConfig(TrainConfig):
     center_rewards: float = _f(0.0, "weight of mean((r_chosen + r_rejected)^2) added to the loss, which keeps "
                                     "rewards centred on 0 (TRL's center_rewards_coefficient; 0.01 is usual)")
 
-    def __post_init__(self):
-        problems = mode_field_problems(self, REWARD_FIELDS)
+    def mode_problems(self) -> list[str]:
+        problems = check_mode_fields(self, REWARD_FIELDS)
         if not problems:
             if not math.isfinite(self.margin):
                 problems.append("margin must be a finite number")
             if not (self.center_rewards >= 0 and math.isfinite(self.center_rewards)):
                 problems.append("center_rewards must be >= 0")
-        problems += pair_mode_problems(self, "a reward model")
-        problems += common_problems(self)  # TrainConfig's own checks (its __post_init__ is this one's)
-        if problems:
-            raise LocaltuneError("bad configuration: " + "; ".join(problems))
+        return super().mode_problems() + problems + pair_mode_problems(self, "a reward model")
 
 
 REWARD_FIELDS = {"margin", "center_rewards"}

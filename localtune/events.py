@@ -167,6 +167,8 @@ PHASES = {
     "preparing_data": "preparing data",
     "scoring_reference": "scoring reference",
     "training": "training",
+    "generating": "generating answers",  # online RL: the policy answers the batch's prompts (n/N answers)
+    "scoring": "scoring answers",  # online RL: the reward sources judge them
     "evaluating": "evaluating",
     "saving": "saving",
     "stopping": "stopping",

@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -136,7 +136,8 @@ class Completion:
     """One answer. text excludes the stop token; token_ids are the answer's tokens (no stop token);
     finish_reason is "stop" (an end-of-turn token) or "length" (max_tokens reached).
     prompt_index: which prompt of the call; sample: which of its n answers. logprobs (with
-    return_logprobs) are the sampling distribution's log-probabilities of the chosen tokens."""
+    return_logprobs) are the sampling distribution's log-probabilities of the chosen tokens. stop_ids:
+    the trimmed end-of-turn tokens (online RL trains on the decision to end, so it needs them)."""
 
     text: str
     token_ids: list[int]
@@ -145,6 +146,7 @@ class Completion:
     prompt_index: int = 0
     sample: int = 0
     logprobs: list[float] | None = None
+    stop_ids: list[int] = field(default_factory=list)  # the end-of-turn token(s) that ended it ([] if cut off)
 
     @property
     def ended(self) -> bool:
@@ -284,11 +286,11 @@ def generate_batch(model, tokenizer, prompts: Sequence, sampling: Sampling | Non
             gen.close()
     out = []
     for uid, (i, j) in zip(uids, rows):
-        ids = tokens[uid]
+        ids = raw = tokens[uid]
         if finish[uid] == "stop":
-            ids = _trim_stop(ids, stops)
+            ids = _trim_stop(raw, stops)
         out.append(Completion(tokenizer.decode(ids), ids, finish[uid], len(encoded[i]), i, j,
-                              logprobs[uid][:len(ids)] if return_logprobs else None))
+                              logprobs[uid][:len(ids)] if return_logprobs else None, raw[len(ids):]))
     return out
 
 

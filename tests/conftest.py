@@ -26,6 +26,15 @@ def tiny_untied_model_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def flat_model_dir(tmp_path_factory):
+    """A tiny model with a flat next-token distribution (small embeddings): its sampled answers
+    vary, as online-RL tests need (the default tiny model answers '\n' over and over)."""
+    from tiny import make_tiny_model_dir
+
+    return make_tiny_model_dir(tmp_path_factory.mktemp("flat") / "model", embed_scale=0.15)
+
+
+@pytest.fixture(scope="session")
 def tiny_q4_model_dir(tmp_path_factory):
     from tiny import make_tiny_model_dir
 

@@ -79,10 +79,13 @@ def make_tiny_model_dir(
     quantize_bits: int | None = None,
     chat_template: str | None = CHATML,
     tied: bool = True,
+    embed_scale: float = 0.5,
 ) -> Path:
     """Write a random tiny llama (f32, or quantized with `quantize_bits`) as an mlx_lm directory.
     tied=False gives it its own output head: tied embeddings make a random model repeat its last
-    token, an untied head answers in varied bytes (for tests that need different answers)."""
+    token, an untied head answers in varied bytes (for tests that need different answers).
+    `embed_scale`: the embeddings' spread; small values give a flat next-token distribution (varied
+    samples, as online RL tests need), the default a peaked one."""
     from mlx_lm.models import llama
 
     path = Path(path)
@@ -92,7 +95,7 @@ def make_tiny_model_dir(
     model = llama.Model(llama.ModelArgs.from_dict(config))
     # Larger-than-default init so the random model's outputs are not all alike.
     model.update(
-        {"model": {"embed_tokens": {"weight": mx.random.normal((vocab, hidden)) * 0.5}}}
+        {"model": {"embed_tokens": {"weight": mx.random.normal((vocab, hidden)) * embed_scale}}}
     )
     if quantize_bits:
         nn.quantize(model, group_size=32, bits=quantize_bits)

@@ -17,7 +17,6 @@ from tui.progress import Plan, RunProgress, format_duration
 
 # the series drawn on each plot (names from the built-in metric registry)
 LOSS_SERIES = events.plot_labels("loss")
-DPO_SERIES = events.plot_labels("reward")
 # localtune.runs owns the status words (LIVE, ENDED, ...) and the rule that reads them; the follower
 # adds one: "stopping", from the moment Stop is sent until the trainer writes how it ended.
 WORKING = LIVE + ("stopping",)
@@ -143,8 +142,14 @@ class RunFollower:
         return self.record.iters
 
     @property
+    def reward_series(self) -> tuple[str, ...]:
+        """The reward plot's series names: the built-in ones and the run's own (GRPO's reward)."""
+        return events.plot_labels("reward", self.registry)
+
+    @property
     def is_dpo(self) -> bool:
-        return self.record.kind == "dpo" or any(n in self.series for n in DPO_SERIES)
+        """The run has a reward plot to show (DPO, GRPO, ...)."""
+        return self.record.kind == "dpo" or any(n in self.series for n in self.reward_series)
 
     @property
     def plan(self) -> Plan:

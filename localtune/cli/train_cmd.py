@@ -12,12 +12,14 @@ from localtune.cli.progress import TrainingDisplay
 NOT_FLAGS = {"report_every"}  # YAML-only knobs
 
 
-def add_config_flags(parser: argparse.ArgumentParser, cls) -> None:
+def add_config_flags(parser: argparse.ArgumentParser, cls, skip=(), helps: dict | None = None) -> None:
+    """One flag per config field; `skip`: fields a mode does not offer, `helps`: a mode's own
+    wording of a shared field's help."""
     for f in fields(cls):
-        if f.name in NOT_FLAGS:
+        if f.name in NOT_FLAGS or f.name in skip:
             continue
         flag = "--" + f.name.replace("_", "-")
-        help_text = f.metadata.get("help", "")
+        help_text = (helps or {}).get(f.name, f.metadata.get("help", ""))
         default = f.default if f.default is not MISSING else None
         if default is not None and not isinstance(default, tuple):
             help_text += f" (default: {default})"
@@ -30,6 +32,8 @@ def add_config_flags(parser: argparse.ArgumentParser, cls) -> None:
             kw["choices"] = f.metadata["choices"]
         if "nargs" in f.metadata:
             kw["nargs"] = f.metadata["nargs"]
+        if f.metadata.get("append"):  # a flag given once per value: --reward a --reward b
+            kw["action"] = "append"
         if t.startswith("int") or isinstance(default, int):
             kw["type"] = int
         elif t.startswith("float") or isinstance(default, float):
@@ -40,15 +44,16 @@ def add_config_flags(parser: argparse.ArgumentParser, cls) -> None:
 def register(sub) -> None:
     from localtune.config import TrainConfig
 
-    train = sub.add_parser("train", help="train an adapter (sft, dpo) or a reward model (reward)")
+    train = sub.add_parser("train", help="train an adapter (sft, dpo, grpo) or a reward model (reward)")
     kinds = train.add_subparsers(dest="kind", metavar="KIND", required=True)
     sft = kinds.add_parser("sft", help="supervised fine-tuning with LoRA/QLoRA/DoRA")
     _common(sft)
     add_config_flags(sft, TrainConfig)
     sft.set_defaults(func=run_sft)
-    from localtune.cli import dpo_flags, reward_flags
+    from localtune.cli import dpo_flags, grpo_flags, reward_flags
 
     dpo_flags.register(kinds, _common)
+    grpo_flags.register(kinds, _common)
     reward_flags.register(kinds, _common)
 
 
@@ -104,7 +109,7 @@ def overrides_from(args, cls) -> dict:
 CHAT_HINT = "chat with it: localtune chat --adapter {run}"
 
 
-def execute(args, cls, task_factory, hint: str = CHAT_HINT) -> int:
+def execute(args, cls, task_factory, hint: str = CHAT_HINT, data_flag: str = "--data") -> int:
     from localtune.config import build_config
     from localtune.errors import LocaltuneError
     from localtune.train.session import run_training
@@ -115,7 +120,7 @@ def execute(args, cls, task_factory, hint: str = CHAT_HINT) -> int:
     else:
         cfg = build_config(args.config, overrides, cls=cls)
         if not cfg.data:
-            raise LocaltuneError("no training data: give --data FILE (or data: in --config)")
+            raise LocaltuneError(f"no training data: give {data_flag} FILE (or data: in --config)")
     from localtune.train import distributed
 
     stop = StopFlag().install()

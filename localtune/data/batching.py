@@ -152,14 +152,21 @@ class BatchStream:
         self.epoch, self.index = int(position["epoch"]), int(position["index"])
         self._order = self.make_order(self.epoch)
 
-    def next(self) -> Batch:
+    def take(self) -> tuple[list, bool, tuple[int, int]]:
+        """The next global batch: this rank's items, whether they are a stand-in (Shard.take), and
+        the batch's place (epoch, index) in the data order (a generating stream seeds by it)."""
         if self.index >= len(self._order):
             self.epoch, self.index = self.epoch + 1, 0
             self._order = self.make_order(self.epoch)
+        place = (self.epoch, self.index)
         mine, dummy = self.shard.take(self._order[self.index])
+        self.index += 1
+        return mine, dummy, place
+
+    def next(self) -> Batch:
+        mine, dummy, _ = self.take()
         batch = self.collate(mine)
         batch.dummy = dummy
-        self.index += 1
         return batch
 
     def collate(self, indices: list[int]):

@@ -1,12 +1,14 @@
 """Prompt sets: the rows a model answers in eval (and, next, in feedback sampling and RL rollouts).
 
-Three sources, each read into `PromptRow`s (a chat message list ending with a user turn):
+Four readers, each giving `PromptRow`s (a chat message list ending with a user turn):
 - IFEval's schema, one JSON object a line: {"key", "prompt", "instruction_id_list", "kwargs"}
   (`read_ifeval`; a hub id such as google/IFEval goes through data.hub first);
 - a prompts file: plain text (one prompt a line) or JSON rows with "messages" or "prompt"
   (`read_prompt_file`);
 - a training/validation data file, each chat row without its last assistant turn, which is kept as
-  the reference answer (`read_data_prompts`).
+  the reference answer (`read_data_prompts`);
+- RL prompts (GRPO, online DPO): any of those row shapes in one file, every field of a row kept for
+  reward functions (`read_rl_prompts`).
 A bad row is an error naming its file and line: a score over silently skipped rows would mislead.
 """
 
@@ -37,6 +39,7 @@ class PromptRow:
     instruction_id_list: list[str] = field(default_factory=list)
     kwargs: list[dict] = field(default_factory=list)
     reference: str | None = None  # the answer the data file had (read_data_prompts)
+    fields: dict = field(default_factory=dict, compare=False)  # the row's own JSON object (RL reward functions)
 
     @property
     def prompt(self) -> str:
@@ -52,10 +55,9 @@ def problems_error(header: str, problems: list[Problem]) -> DataError:
     return DataError("\n".join(lines))
 
 
-def _raise_problems(path, problems: list[Problem], what: str) -> None:
+def _raise_problems(path, problems: list[Problem], what: str, why: str = "eval scores every row") -> None:
     if problems:
-        raise problems_error(f"{path}: {len(problems)} bad {what} row(s); fix them (eval scores every row):",
-                             problems)
+        raise problems_error(f"{path}: {len(problems)} bad {what} row(s); fix them ({why}):", problems)
 
 
 def _ifeval_row(value, source: str, line: int) -> PromptRow:
@@ -137,27 +139,37 @@ def _json_prompt(value, source: str, line: int) -> PromptRow:
     return PromptRow(key, head + [{"role": "user", "content": prompt}], source, line, "prompts")
 
 
+def _json_rows(path, make_row, why: str = "eval scores every row") -> list[PromptRow]:
+    """Every JSON row of a file through make_row(value, source, line); problems (file:line) are one
+    DataError, and so is a file without rows."""
+    source = str(path)
+    rows, problems = [], []
+    for raw in iter_rows(path):
+        if raw.problem:
+            problems.append(Problem(source, raw.line, raw.problem))
+            continue
+        try:
+            rows.append(make_row(raw.value, source, raw.line))
+        except ValueError as e:
+            problems.append(Problem(source, raw.line, str(e)))
+    _raise_problems(source, problems, "prompt", why)
+    if not rows:
+        raise DataError(f"{source}: no prompts")
+    return rows
+
+
+def _is_json(path) -> bool:
+    return read_text(path).lstrip().startswith(("{", "["))
+
+
 def read_prompt_file(path) -> list[PromptRow]:
     """A prompts file: JSON rows ({"messages": [...]} or {"prompt": ...}) when it starts with '{' or
     '[', else plain text with one prompt a line (blank lines skipped)."""
+    if _is_json(path):
+        return _json_rows(path, _json_prompt)
     source = str(path)
-    text = read_text(path)
-    rows, problems = [], []
-    if text.lstrip().startswith(("{", "[")):
-        for raw in iter_rows(path):
-            if raw.problem:
-                problems.append(Problem(source, raw.line, raw.problem))
-                continue
-            try:
-                rows.append(_json_prompt(raw.value, source, raw.line))
-            except ValueError as e:
-                problems.append(Problem(source, raw.line, str(e)))
-    else:
-        for i, line in enumerate(text.split("\n"), start=1):
-            if line.strip():
-                rows.append(PromptRow(f"{Path(source).name}:{i}", [{"role": "user", "content": line.strip()}],
-                                      source, i, "prompts"))
-    _raise_problems(source, problems, "prompt")
+    rows = [PromptRow(f"{Path(source).name}:{i}", [{"role": "user", "content": line.strip()}], source, i, "prompts")
+            for i, line in enumerate(read_text(path).split("\n"), start=1) if line.strip()]
     if not rows:
         raise DataError(f"{source}: no prompts")
     return rows
@@ -206,3 +218,27 @@ def read_prompt_set(path, *, on_event=None) -> tuple[list[PromptRow], list[Probl
     if "messages" in first or ("prompt" in first and "completion" not in first):
         return read_prompt_file(path), []
     return read_data_prompts(path, on_event=on_event)
+
+
+def _rl_row(value, source: str, line: int) -> PromptRow:
+    """One RL prompt row by its keys: IFEval's schema (a "key" is optional here), a chat, or a prompt."""
+    from dataclasses import replace
+
+    if isinstance(value, dict) and "instruction_id_list" in value:
+        full = {"key": f"{Path(source).name}:{line}", **value}
+        return replace(_ifeval_row(full, source, line), fields=dict(value))
+    return replace(_json_prompt(value, source, line), fields=dict(value) if isinstance(value, dict) else {})
+
+
+def read_rl_prompts(path) -> list[PromptRow]:
+    """Prompts to answer in online RL. JSON rows are read by their keys: IFEval-schema rows
+    ("prompt", "instruction_id_list", "kwargs": their instructions are what `--reward ifeval`
+    checks), chats ("messages" ending with a user turn; a last assistant turn is kept as the
+    reference), or "prompt" strings (with an optional "system"); the other fields of a row (e.g. an
+    "answer") stay in PromptRow.fields for reward functions. A plain-text file is one prompt a line
+    (fields {"prompt": line}). Bad rows are an error naming file and line."""
+    from dataclasses import replace
+
+    if not _is_json(path):
+        return [replace(r, fields={"prompt": r.prompt}) for r in read_prompt_file(path)]
+    return _json_rows(path, _rl_row, "training reads every row")

@@ -55,21 +55,27 @@ def _dense_head_weight(model):
     return owner.weight
 
 
-def target_logprobs(model: nn.Module, batch) -> mx.array:
+def target_logprobs(model: nn.Module, batch, temperature: float = 1.0) -> mx.array:
     """log p(target) at every target position of a batch (ids/mask convention of data.batching);
-    a packed batch (with `segments`) attends within each of its rows only."""
+    a packed batch (with `segments`) attends within each of its rows only. `temperature`: of the
+    distribution whose log-probs are wanted (online RL scores answers under the temperature it
+    sampled them at); 1 is the model's own."""
     segments = getattr(batch, "segments", None)
     if segments is None:
-        return _target_logprobs(model, batch)
+        return _target_logprobs(model, batch, temperature)
     with packed_attention.segments(segments[:, :-1]):
-        return _target_logprobs(model, batch)
+        return _target_logprobs(model, batch, temperature)
 
 
-def _target_logprobs(model: nn.Module, batch) -> mx.array:
+def _target_logprobs(model: nn.Module, batch, temperature: float = 1.0) -> mx.array:
     if backend.fast_cpu_math():  # MLX's CPU exp is slow; see localtune/cpu_math.py
         weight = _dense_head_weight(model)
         if weight is not None:
             rows = _target_hidden(model, batch.ids[:, :-1], batch.positions)
+            if temperature != 1.0:  # the head is linear without bias: head(h) / T == head(h / T)
+                rows = rows / temperature
             return cpu_math.head_logprobs(rows, weight, batch.targets)
     logits = target_logits(model, batch.ids[:, :-1], batch.positions).astype(mx.float32)
+    if temperature != 1.0:
+        logits = logits / temperature
     return -nn.losses.cross_entropy(logits, batch.targets)

@@ -62,7 +62,7 @@ def test_the_phase_event_is_exactly_the_documented_shape():
     assert SAMPLES[1].to_dict() == {"event": "phase", "phase": "training", "done": None, "total": None,
                                     "time": 13.0}
     assert set(events.PHASES) == {"loading_model", "preparing_data", "scoring_reference", "training",
-                                  "evaluating", "saving", "stopping"}
+                                  "generating", "scoring", "evaluating", "saving", "stopping"}
     assert SAMPLES[0].text() == "scoring reference 40/120" and SAMPLES[1].text() == "training"
 
 

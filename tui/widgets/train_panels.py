@@ -10,7 +10,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Label, Log, ProgressBar, Static
 
 from localtune.runs import INTERRUPTED, latest_good_checkpoint
-from tui.follow import DPO_SERIES, LOSS_SERIES, WORKING, RunFollower
+from tui.follow import LOSS_SERIES, WORKING, RunFollower
 from tui.render import relative
 from tui.widgets.curve_plot import CurvePlot
 
@@ -90,7 +90,11 @@ class RunView(Vertical):
         dpo = self.query_one("#dpo-plot", CurvePlot)
         self.is_dpo = f.is_dpo
         self._place_dpo_plot()
-        dpo.set_series({n: f.series[n] for n in DPO_SERIES if n in f.series})
+        title = "DPO reward accuracy / margin" if f.record.kind == "dpo" else "reward"
+        if title != dpo.title:
+            dpo.title = title
+            dpo.replot()
+        dpo.set_series({n: f.series[n] for n in f.reward_series if n in f.series})
         answers = self.query_one("#answers-plot", CurvePlot)  # eval during training, when the run has it
         answers.set_series(f.plot_series("answers"))
         answers.display = bool(answers.series)

@@ -1,12 +1,13 @@
-"""Runs `mlx_lm_lora.train` unchanged (its own parsing and config) on this CPU, recording its
-training reports to $BENCH_REPORT as JSON.
+"""Runs `mlx_lm_lora.train` unchanged (its own parsing and config) on this CPU, for its dpo and grpo
+modes, recording its training reports to $BENCH_REPORT as JSON.
 
 Hooks, none in its code: mx.device_info() gains the Metal-only key it reads at start (host memory
 here, as a sitecustomize would add); the MLX peak is reset when training starts (as localtune's
 loop does); its validation set is dropped, because it restarts its it/s clock after every
 validation and always validates at the last step, which would leave one step in the window.
 
-    BENCH_REPORT=out.json python bench/peer_mlx_lm_lora_dpo.py --train --train-mode dpo ...
+    BENCH_REPORT=out.json python bench/peer_mlx_lm_lora_modes.py --train --train-mode dpo ...
+    BENCH_REPORT=out.json python bench/peer_mlx_lm_lora_modes.py --train --train-mode grpo ...
 """
 
 import json
@@ -40,17 +41,20 @@ class Recorder(TrainingCallback):
         pass
 
 
-_train_dpo = peer.train_dpo
+def recorded(train_fn):
+    """The peer's train_<mode> with the hooks above."""
+
+    def run(*a, **kw):
+        mx.reset_peak_memory()
+        kw["training_callback"] = Recorder()
+        kw["val_dataset"] = None
+        return train_fn(*a, **kw)
+
+    return run
 
 
-def train_dpo(*a, **kw):
-    mx.reset_peak_memory()
-    kw["training_callback"] = Recorder()
-    kw["val_dataset"] = None
-    return _train_dpo(*a, **kw)
-
-
-peer.train_dpo = train_dpo
+peer.train_dpo = recorded(peer.train_dpo)
+peer.train_grpo = recorded(peer.train_grpo)
 peer.main()
 with open(os.environ["BENCH_REPORT"], "w") as f:
     json.dump(REPORTS, f)
