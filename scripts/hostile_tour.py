@@ -358,14 +358,17 @@ def cases() -> list[Case]:
              ["train", "sft", "--resume", "runs/r1", "--iters", "6"], expect=0,
              setup=lambda b: open(b / "runs/r1/metrics.jsonl", "a").write(
                  '{"event": "train", "step": "x", "train_loss": "y"}\n{"train_loss": 1.5}\nnull\n[1]\n')),
+        # A damaged newest checkpoint: resume falls back to the newest good one (step 4) and says so.
         Case("resume: truncated optimizer state", "traceback", ["train", "sft", "--resume", "runs/r1", "--iters", "8"],
+             expect=0, says="resumed at step 4",
              setup=_all(_longer_run, _truncate("runs/r1/checkpoints/step-000006/optimizer.safetensors", keep=50),
                         _copy("runs/r1/checkpoints/step-000004", "keep-step4")),
              protect=("keep-step4",)),
         Case("resume: empty trainer_state.json", "traceback", ["train", "sft", "--resume", "runs/r1", "--iters", "8"],
+             expect=0, says="resumed at step 4",
              setup=_all(_longer_run, _write("runs/r1/checkpoints/step-000006/trainer_state.json", "{}"))),
         Case("resume: truncated checkpoint adapter", "traceback",
-             ["train", "sft", "--resume", "runs/r1", "--iters", "8"],
+             ["train", "sft", "--resume", "runs/r1", "--iters", "8"], expect=0, says="resumed at step 4",
              setup=_all(_longer_run, _truncate("runs/r1/checkpoints/step-000006/adapters.safetensors", keep=50))),
         # -- damaged models -----------------------------------------------------------------------
         Case("train: truncated model weights", "traceback", TRAIN + ["--out", "runs/x", "--iters", "1"],

@@ -132,14 +132,14 @@ def storage_error(run_dir: Path, err: OSError, kind: str) -> RunError:
 
 def failed_before_start(run: RunDir) -> bool:
     """A run that failed before its first step (a damaged model, a full disk at start): it holds
-    no checkpoint and no metrics, so the same command may simply be run again into it."""
+    no checkpoint and no training step in its metrics (only phases), so the same command may simply
+    be run again into it."""
     try:
         info = run.read()
     except RunError:
         return False
-    metrics = run.metrics_path
-    return (info.get("status") == "failed" and not list_checkpoints(run.path)
-            and not (metrics.exists() and metrics.stat().st_size))
+    trained = any(e.get("event") in ("train", "val") for e in run.metrics())  # phases are no progress
+    return info.get("status") == "failed" and not list_checkpoints(run.path) and not trained
 
 
 def record_end(run: RunDir, *, log: str | None = None, **fields) -> None:

@@ -148,6 +148,8 @@ def open_run(cfg, task_factory: TaskFactory, resume, overrides: dict, cfg_cls, o
 def start_record(s: Session) -> None:
     """The record says who is working on the run from now on."""
     before = s.record_before or {}
+    if not s.resume and s.run.metrics_path.exists():
+        s.run.truncate_metrics(-1)  # a retry of a run that failed before its first step: start clean
     s.run.write({**before, "kind": s.task.kind, "status": "starting", "pid": os.getpid(),
                  "started": before.get("started", time.time()), "config": s.cfg.to_dict(),
                  "record_version": RECORD_VERSION, "weight_unit": s.task.weight_unit,

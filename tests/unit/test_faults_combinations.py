@@ -181,3 +181,22 @@ def test_disk_full_while_saving_keeps_the_last_good_checkpoint(tiny_model_dir, t
     assert [p.name for p in list_checkpoints(run)] == (["step-000002"] if fail_call < 6 else
                                                        ["step-000002", "step-000004"])
     assert not [p for p in run.rglob(".*") if p.name != ".lock"], "temp files left behind"
+
+
+def test_a_run_that_failed_before_its_first_step_may_be_run_again(tmp_path, tiny_model_dir, cfg):
+    """A damaged model fails the run at start (its record and phase events exist); once the model is
+    fixed, the same command trains into the same directory instead of 'already a run directory'."""
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    good = (model / "config.json").read_text()
+    (model / "config.json").write_text("{")
+    with pytest.raises(LocaltuneError):
+        run_training(cfg(model, tmp_path, tmp_path / "run"), sft_task)
+    run = RunDir(tmp_path / "run")
+    failed = run.metrics()
+    assert run.read()["status"] == "failed" and failed  # phases were recorded before the failure
+    (model / "config.json").write_text(good)
+    run_training(cfg(model, tmp_path, tmp_path / "run"), sft_task)
+    assert run.read()["status"] == "finished"
+    assert "train" in [e["event"] for e in run.metrics()]
+    assert not [e for e in failed if e in run.metrics()]  # the failed attempt's phases are gone
