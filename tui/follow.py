@@ -147,6 +147,12 @@ class RunFollower:
         return events.plot_labels("reward", self.registry)
 
     @property
+    def on_answers(self) -> bool:
+        """The run trains on the model's own answers (GRPO, online DPO: its config has reward
+        sources): its reward is the measure of progress, the policy-gradient loss is not."""
+        return bool(self.record.config.get("reward"))
+
+    @property
     def is_dpo(self) -> bool:
         """The run has a reward plot to show (DPO, GRPO, ...)."""
         return self.record.kind == "dpo" or any(n in self.series for n in self.reward_series)

@@ -18,21 +18,33 @@ CONFIG_NAME = layout.UI_CONFIG  # the form's values, written into the run direct
 CONSOLE_NAME = layout.CONSOLE_LOG  # the trainer's stdout and stderr
 
 
-def write_config(path: str | Path, values: dict) -> Path:
+def write_config(path: str | Path, values: dict, kind: str | None = None) -> Path:
+    """The form's values as a config YAML (atomically); with `kind`, a first comment line says
+    the command that trains it (YAML comments are ignored by every reader)."""
+    from localtune.fsutil import atomic_write_text
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     clean = {k: (list(v) if isinstance(v, tuple) else v) for k, v in values.items() if v not in (None, "")}
-    path.write_text(yaml.safe_dump(clean, sort_keys=False))
+    head = f"# localtune train {kind} --config {path.name}\n" if kind else ""
+    atomic_write_text(path, head + yaml.safe_dump(clean, sort_keys=False))
     return path
 
 
-def train_config(values: dict):
-    """The SFT TrainConfig the trainer would build from these form values: the same YAML round
-    trip as start_training (type checks and defaults included), so a plan describes that run."""
-    from localtune.config import TrainConfig, build_config
+def mode_config(kind: str, values: dict):
+    """The config `localtune train KIND --config` would build from these form values: the same
+    YAML round trip as start_training (type checks, defaults and the mode's own checks included),
+    so a bad value is refused in the form, and a plan describes that run."""
+    from localtune.config import build_config
+    from tui.train_modes import MODES
 
     with tempfile.TemporaryDirectory() as tmp:
-        return build_config(write_config(Path(tmp) / CONFIG_NAME, values), cls=TrainConfig)
+        return build_config(write_config(Path(tmp) / CONFIG_NAME, values), cls=MODES[kind].config_class)
+
+
+def train_config(values: dict):
+    """The SFT TrainConfig of these form values (what `localtune plan` predicts)."""
+    return mode_config("sft", values)
 
 
 def _spawn(args: list[str], run_dir: Path, cwd: str | Path | None) -> subprocess.Popen:
@@ -53,7 +65,7 @@ def start_training(kind: str, values: dict, run_dir: str | Path, cwd=None) -> su
     run_dir = Path(run_dir)
     if RunDir(run_dir).exists():
         raise FileExistsError(f"{run_dir} is already a run; pick another name or resume it")
-    cfg = write_config(RunDir(run_dir).ui_config, {**values, "out": str(run_dir)})
+    cfg = write_config(RunDir(run_dir).ui_config, {**values, "out": str(run_dir)}, kind=kind)
     return _spawn(["train", kind, "--config", str(cfg)], run_dir, cwd)
 
 

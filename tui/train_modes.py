@@ -1,6 +1,7 @@
 """The Train form as data: each training mode is a row of this table (its CLI command, its config
-class, the fields it shows). A new mode (reward model, GRPO) is one more Mode here; the form
-widget, YAML loading and the "DPO from this run" / "clone" actions need no change.
+class, the fields it shows). A new mode is one more Mode here (SFT, DPO, reward model, GRPO and
+online DPO are); the form widget, YAML loading and the "DPO from this run" / "clone" actions need
+no change.
 
 A field's type, default, choices and help come from the engine's config dataclass, so the form
 shows what `localtune train` would do with an empty field."""
@@ -20,14 +21,23 @@ class FieldSpec:
     label: str
     picker: str | None = None
     advanced: bool = False
+    type: str | None = None  # instead of the config's type: "rewards" (reward specs, see parse)
 
 
 @dataclass(frozen=True)
 class Mode:
-    kind: str  # `localtune train KIND`
+    kind: str  # the form's name of the mode (and of its runs: default_run_name)
     label: str
     config: str  # "module:Class" of its config dataclass
     fields: tuple[FieldSpec, ...]
+    command: str = ""  # `localtune train COMMAND` (default: kind)
+    fixed: tuple[tuple[str, object], ...] = ()  # options the mode always sends (online DPO: online: true)
+    # key -> what to say when the form leaves it empty (Start refuses; the engine would fail later)
+    required: tuple[tuple[str, str], ...] = (("data", "give the training data file (train data, … picks one)"),)
+    labels: tuple[tuple[str, str], ...] = ()  # key -> this mode's label of a shared field (data: "prompts")
+    # a key of this mode alone, written with its default into a saved YAML that would otherwise
+    # read as another kind (a reward config with only common options would load as SFT)
+    marker: str | None = None
 
     @property
     def config_class(self):
@@ -42,6 +52,13 @@ class Mode:
         mode shows (e.g. `out`). An SFT-only field (pack) in a file means the file is SFT."""
         shown = {f.key for m in MODES.values() for f in m.fields}
         return {f.key for f in self.fields} | (self.keys() - shown)
+
+    def label_of(self, spec: FieldSpec) -> str:
+        return dict(self.labels).get(spec.key, spec.label)
+
+    @property
+    def train_command(self) -> str:
+        return self.command or self.kind
 
 
 # What every mode trains with (in form order); "advanced" fields sit in a collapsed section.
@@ -71,6 +88,7 @@ SFT_ONLY = tuple(FieldSpec(key, label, advanced=True) for key, label in (
     ("pack", "pack rows"), ("weight_by_tokens", "weight by tokens"), ("train_on_prompt", "train on prompt"),
     ("format", "data format"), ("columns", "columns"),
 ))
+NOT_ON_ANSWERS = {"valid", "overlong", "val_batches"}  # training on the model's own answers: no data rows
 DPO_ONLY = (
     FieldSpec("beta", "beta"), FieldSpec("loss", "DPO loss"), FieldSpec("ref", "reference"),
     FieldSpec("label_smoothing", "label smoothing", advanced=True),
@@ -78,17 +96,58 @@ DPO_ONLY = (
     FieldSpec("simpo_gamma", "SimPO gamma", advanced=True),
 )
 
+REWARD_ONLY = (
+    FieldSpec("margin", "margin"),
+    FieldSpec("center_rewards", "center rewards", advanced=True),
+)
+# Training on the model's own answers (GRPO, online DPO): the reward sources, the answer length,
+# and (advanced) how answers are sampled and what happens to a cut-off one
+ROLLOUT = (FieldSpec("reward", "rewards", type="rewards"), FieldSpec("max_completion", "max answer len")) + tuple(
+    FieldSpec(key, label, advanced=True) for key, label in (
+        ("temperature", "temperature"), ("top_p", "top p"), ("top_k", "top k"), ("min_p", "min p"),
+        ("repetition_penalty", "repeat penalty"), ("truncated", "cut-off answers"),
+        ("truncation_penalty", "cut-off penalty"), ("generate_batch_size", "generate batch")))
+GRPO_ONLY = (
+    FieldSpec("algo", "algorithm"), FieldSpec("group_size", "group size"), FieldSpec("kl_beta", "KL beta"),
+    FieldSpec("clip_epsilon", "clip epsilon", advanced=True),
+    FieldSpec("updates_per_batch", "updates / batch", advanced=True),
+)
+ON_ANSWERS = tuple(f for f in COMMON + ADVANCED if f.key not in NOT_ON_ANSWERS)
+REWARD_HELP = "ifeval, checks:FILE.yaml, length:MIN-MAX, python:FILE.py:FUNCTION, each optionally :WEIGHT"
+NEEDS_PROMPTS_AND_REWARDS = (
+    ("data", "give the prompts file (prompts, … picks one): the rows the model answers"),
+    ("reward", f"give at least one reward source (rewards: {REWARD_HELP})"))
+
 MODES = {
     "sft": Mode("sft", "SFT", "localtune.config:TrainConfig", COMMON + ADVANCED + SFT_ONLY),
-    "dpo": Mode("dpo", "DPO", "localtune.config_dpo:DPOConfig", COMMON + DPO_ONLY + ADVANCED),
+    "dpo": Mode("dpo", "DPO", "localtune.config_dpo:DPOConfig", COMMON + DPO_ONLY + ADVANCED, marker="beta"),
+    "reward": Mode("reward", "reward model", "localtune.config_reward:RewardConfig",
+                   COMMON + REWARD_ONLY + ADVANCED, marker="margin"),
+    # (before online DPO: a file with only prompts and rewards is a GRPO config)
+    "grpo": Mode("grpo", "GRPO (online RL)", "localtune.config_grpo:GRPOConfig", ON_ANSWERS + ROLLOUT + GRPO_ONLY,
+                 labels=(("data", "prompts"),), required=NEEDS_PROMPTS_AND_REWARDS),
+    # `train dpo --online`: pairs of the model's own answers, labelled by the rewards (no --ref: the
+    # reference is scored on each new pair)
+    "dpo-online": Mode("dpo-online", "online DPO", "localtune.config_dpo:OnlineDPOConfig",
+                       ON_ANSWERS + ROLLOUT + tuple(f for f in DPO_ONLY if f.key != "ref"), command="dpo",
+                       fixed=(("online", True),), labels=(("data", "prompts"),), required=NEEDS_PROMPTS_AND_REWARDS),
 }
+
+
+def mode_of_run(kind: str, config: dict) -> str:
+    """The form's mode of a run (its record's kind and config): an online DPO run is kind "dpo"
+    with `online: true`."""
+    for mode in MODES.values():
+        if mode.fixed and mode.train_command == kind and all(config.get(k) == v for k, v in mode.fixed):
+            return mode.kind
+    return kind
 
 
 @dataclass(frozen=True)
 class FieldInfo:
     """A field as the form builds it: FieldSpec plus what the config class says about it."""
     spec: FieldSpec
-    type: str  # "str" | "int" | "float" | "bool" | "list" | "choice"
+    type: str  # "str" | "int" | "float" | "bool" | "list" | "choice" | "rewards"
     default: object
     choices: tuple = ()
     help: str = ""
@@ -119,7 +178,7 @@ def field_infos() -> dict[str, FieldInfo]:
                 continue
             f = by_name[spec.key]
             default = None if f.default is MISSING else f.default
-            out[spec.key] = FieldInfo(spec, _type_of(f), default, tuple(f.metadata.get("choices", ())),
+            out[spec.key] = FieldInfo(spec, spec.type or _type_of(f), default, tuple(f.metadata.get("choices", ())),
                                       f.metadata.get("help", ""))
     return out
 
@@ -130,6 +189,8 @@ def shown_default(info: FieldInfo) -> str:
         return "default (SmolLM2-135M-Instruct)"
     if info.key == "adapter":
         return "none: a fresh LoRA adapter"
+    if info.type == "rewards":
+        return "e.g. ifeval, length:20-120 (comma-separated)"
     if info.default is None or info.default == "":
         return {"iters": "one epoch", "valid": "none", "data": "a file (pick …)"}.get(info.key, "none")
     if info.type == "list":
@@ -149,12 +210,36 @@ def parse(info: FieldInfo, text: str):
         raise ValueError(f"{info.spec.label}: {text!r} is not a valid {info.type}") from None
     if info.type == "list":
         return [part for part in text.replace(",", " ").split() if part]
+    if info.type == "rewards":
+        return reward_specs(info, text)
     return text
+
+
+def reward_specs(info: FieldInfo, text: str) -> list[str]:
+    """Reward sources typed as `ifeval, python:my rewards.py:score:0.5` (commas or new lines
+    between them: a path may hold spaces), checked by the engine's own --reward parser, so a bad
+    spec is a message naming the field and the spec before anything starts."""
+    from localtune.errors import LocaltuneError
+    from localtune.rewards import parse_specs
+    from localtune.rewards.spec import NOT_YET
+
+    specs = [part.strip() for part in text.replace("\n", ",").split(",") if part.strip()]
+    try:
+        parsed = parse_specs(specs)
+    except LocaltuneError as e:  # "--reward X: ..." names the CLI flag; here the field is the place
+        raise ValueError(f"{info.spec.label}: {str(e).removeprefix('--reward').lstrip(': ')}") from None
+    for s in parsed:  # parsed, but this engine cannot open it yet: the run would fail at its start
+        if s.kind in NOT_YET:
+            raise ValueError(f"{info.spec.label}: {s.text}: {NOT_YET[s.kind]} is not available as a reward "
+                             "source in this version of localtune yet")
+    return specs
 
 
 def as_text(info: FieldInfo, value) -> str:
     if value is None:
         return ""
+    if info.type == "rewards" and isinstance(value, (list, tuple)):
+        return ", ".join(map(str, value))
     if info.type == "list" and isinstance(value, (list, tuple)):
         return " ".join(map(str, value))
     return f"{value:g}" if isinstance(value, float) else str(value)
@@ -168,7 +253,26 @@ def mode_for(values: dict, current: str) -> str:
         if set(values) <= MODES[kind].accepts():
             return kind
     unknown = set(values) - set().union(*(m.keys() for m in MODES.values()))
-    raise ValueError(f"unknown option(s): {', '.join(sorted(unknown))}")
+    if unknown:
+        raise ValueError(f"unknown option(s): {', '.join(sorted(unknown))}")
+    takers = {key: [m.label for m in MODES.values() if key in m.accepts()] for key in sorted(values)}
+    parts = [f"{key} ({', '.join(labels)})" for key, labels in takers.items() if len(labels) < len(MODES)]
+    raise ValueError(f"these options belong to different kinds of training: {'; '.join(parts)}")
+
+
+def missing(kind: str, values: dict) -> list[str]:
+    """What the mode needs that the form leaves empty (a run without it would fail once started)."""
+    return [why for key, why in MODES[kind].required if not values.get(key)]
+
+
+def savable(kind: str, values: dict) -> dict:
+    """The values as a YAML file of this kind: when its keys alone would read as another kind
+    (a reward-model config with only common options reads as SFT), the mode's marker key goes
+    in with its default value, so loading the file switches the form back to this kind."""
+    marker = MODES[kind].marker
+    if marker is None or marker in values or mode_for(values, "sft") == kind:
+        return values
+    return {**values, marker: field_infos()[marker].default}
 
 
 def yaml_keys_of_all_modes() -> tuple[str, ...]:

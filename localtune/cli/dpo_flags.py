@@ -26,9 +26,14 @@ def _online(args) -> bool:
     if args.online is not None:
         return args.online
     if args.config:
-        from localtune.config import read_yaml
+        from dataclasses import fields
 
-        return bool(read_yaml(args.config, extra_keys=("online",)).get("online"))
+        from localtune.config import FIELDS, read_yaml
+        from localtune.config_dpo import OnlineDPOConfig
+
+        # every option an online DPO config may hold (reward, temperature, ...), not only `online`
+        extra = tuple(f.name for f in fields(OnlineDPOConfig) if f.name not in FIELDS)
+        return bool(read_yaml(args.config, extra_keys=extra).get("online"))
     if args.resume:
         from localtune.runs import read_run
 

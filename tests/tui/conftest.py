@@ -45,6 +45,9 @@ def tui_env(tmp_path, monkeypatch):
                 pass
 
 
+GRPO_REWARDS = ("ifeval", "length:5-50:0.5")  # a fake GRPO run's reward sources
+
+
 def write_fake_run(root: Path, name: str, *, kind: str = "sft", status: str = "finished", steps: int = 20,
                    offset: float = 0.0, error: str | None = None) -> Path:
     """A run directory with fixed numbers (no clocks), as the trainer would leave it: its record,
@@ -57,6 +60,13 @@ def write_fake_run(root: Path, name: str, *, kind: str = "sft", status: str = "f
             "config": {"model": "models/tiny", "data": "data/train.jsonl", "iters": steps, "lr": 1e-4}}
     if error:
         info["error"] = error
+    if kind == "grpo":  # as `train grpo` records it: its reward sources, and the metrics it declares
+        from localtune.config_grpo import GRPOConfig
+        from localtune.train.grpo import grpo_metrics
+
+        cfg = GRPOConfig(data="data/prompts.jsonl", iters=steps, reward=GRPO_REWARDS, group_size=4)
+        info["config"] = cfg.to_dict()
+        info["metrics"] = [m.to_dict() for m in grpo_metrics(cfg)]
     run.write(info)
     lines = []
     for s in range(1, steps + 1):
@@ -64,8 +74,11 @@ def write_fake_run(root: Path, name: str, *, kind: str = "sft", status: str = "f
               "tokens_per_sec": 1234.0, "peak_memory_gb": 0.5, "time": 1000.0 + 7 * s}
         if kind == "dpo":
             ev.update(reward_accuracy=min(1.0, 0.4 + s * 0.03), reward_margin=0.1 * s)
+        if kind == "grpo":  # the policy-gradient loss hovers near 0; the reward climbs
+            ev.update(train_loss=0.01 * (s % 3 - 1), reward_mean=0.2 + s * 0.03, reward_ifeval=0.1 + s * 0.04,
+                      reward_length=0.5 + s * 0.01, reward_std=0.3, kl=0.001 * s, ended=0.9, answer_tokens=40.0)
         lines.append(ev)
-        if s % 5 == 0:
+        if s % 5 == 0 and kind != "grpo":  # no validation set when training on the model's answers
             lines.append({"event": "val", "step": s, "val_loss": 3.1 - s * 0.06 + offset})
     for ev in lines:
         run.append_metric(ev)

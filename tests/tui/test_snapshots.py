@@ -112,3 +112,19 @@ def test_help_screen_at_80x24(snap_compare, runs):
         await steady(pilot)
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=helped)
+
+
+def test_train_form_in_grpo_mode_at_80x24(snap_compare, tui_env):
+    app = create_app(runs_root="adapters")
+
+    async def grpo(pilot):
+        form = app.screen.query_one("#train-form")
+        form.set_kind("grpo")
+        form.set_value("data", "data/prompts.jsonl")
+        form.set_value("reward", ["ifeval", "length:20-120:0.5"])
+        await pilot.pause()
+        app.screen.query_one("#f-reward").focus()  # scrolled into view with the fields around it
+        await pilot.pause()
+        await steady(pilot)
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=grpo)

@@ -28,7 +28,7 @@ from tui.widgets.curve_plot import CurvePlot
 from tui.widgets.export_dialog import ExportDialog
 from tui.widgets.nav_bar import NavBar
 
-COLUMNS = (("run", 19), ("status", 10), ("kind", 4), ("train", 6), ("valid", 6), ("time", 6), ("data", 10))
+COLUMNS = (("run", 19), ("status", 10), ("kind", 6), ("train", 6), ("valid", 6), ("time", 6), ("data", 8))  # kind: "reward"
 REFRESH_SECONDS = 2.0
 # button id -> action; the buttons show the same actions as the keys, for the mouse
 BUTTONS = (("watch", "Watch"), ("chat", "Chat"), ("dpo", "DPO"), ("evaluate", "Eval"), ("clone", "Clone"),
@@ -99,7 +99,9 @@ class RunsScreen(BaseScreen):
                 yield Static("", id="error", classes="error")
                 yield Static("", id="runs-status", markup=False)
             with Vertical(id="runs-right", classes="pane-b"):
-                yield CurvePlot("loss", id="runs-plot")
+                with Horizontal(id="runs-plots"):
+                    yield CurvePlot("loss", id="runs-plot")
+                    yield CurvePlot("reward", "value", id="runs-reward-plot")
                 with VerticalScroll(id="runs-config-box"):
                     yield Static("select a run", id="runs-config", markup=False)
         yield Footer(compact=True)
@@ -107,6 +109,7 @@ class RunsScreen(BaseScreen):
     def on_mount(self) -> None:
         self.query_one("#error").display = False
         self.query_one("#runs-status").display = False
+        self.query_one("#runs-reward-plot").display = False
         table = self.query_one(DataTable)
         for label, width in COLUMNS:
             table.add_column(label, width=width)
@@ -168,14 +171,19 @@ class RunsScreen(BaseScreen):
 
     def select(self, run: dict) -> None:
         self.selected = run
-        series = {}
+        series, rewards = {}, {}
         for r, prefix in ((run, ""), (self.compare, "B ")):
             if r is None or (prefix and r["path"] == run["path"]):
                 continue
             follower = load_run(r["path"])
             tag = f"{r['name']} " if self.compare else ""
             series.update({f"{tag}{n}": follower.series[n] for n in LOSS_SERIES if n in follower.series})
+            # DPO's accuracy and margin, a reward model's, GRPO's reward per source (its declared metrics)
+            rewards.update({f"{tag}{n}": follower.series[n] for n in follower.reward_series if n in follower.series})
         self.query_one("#runs-plot", CurvePlot).set_series(series)
+        reward_plot = self.query_one("#runs-reward-plot", CurvePlot)
+        reward_plot.set_series(rewards)
+        reward_plot.display = bool(reward_plot.series)
         shown = {k: run.get(k) for k in ("name", "status", "kind", "iters", "step", "error") if run.get(k)}
         text = yaml.safe_dump({**shown, "config": run.get("config", {})}, sort_keys=False)
         if self.compare:

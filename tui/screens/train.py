@@ -18,6 +18,7 @@ from tui.base import BaseScreen
 from tui.follow import RunFollower
 from tui.messages import PlanDone
 from tui.render import plan_text, relative
+from tui.train_modes import missing, savable
 from tui.widgets.nav_bar import NavBar
 from tui.widgets.train_form import TrainForm
 from tui.widgets.train_panels import RunView
@@ -36,8 +37,10 @@ class TrainScreen(BaseScreen):
     ]
     HELP = ("The form: empty fields use the engine's default (shown in grey). "
             "… next to a field picks a model, run or file; typing works too.",
-            "kind switches the fields (SFT, DPO); the advanced section has the rest.",
-            "Loading a YAML replaces the whole form (kind too, when the file has DPO keys).")
+            "kind switches the fields (SFT, DPO, reward model, GRPO, online DPO); advanced has the rest.",
+            "GRPO / online DPO rewards: comma-separated sources, e.g. ifeval, length:20-120, python:r.py:fn:0.5.",
+            "Loading a YAML replaces the whole form (kind too, when the file has DPO, reward-model, "
+            "GRPO or online DPO keys).")
 
     def __init__(self) -> None:
         super().__init__()
@@ -177,17 +180,20 @@ class TrainScreen(BaseScreen):
         if self.own_run_going:
             raise RuntimeError("a run started here is still going; stop it first")
         form, values = self._form_values()
+        process.mode_config(form.kind, values)  # the engine's own checks, before a process starts
         name = form.run_name or default_run_name(form.kind)
         run_dir = Path(self.app.settings["runs_root"]) / name
-        self.proc = process.start_training(form.kind, values, run_dir, cwd=self.app.settings.get("cwd"))
+        self.proc = process.start_training(form.mode.train_command, values, run_dir,
+                                           cwd=self.app.settings.get("cwd"))
         self.attach(run_dir)
         self.notify(f"started {relative(run_dir)}")
 
     def _form_values(self) -> tuple[TrainForm, dict]:
         form = self.query_one(TrainForm)
         values = form.all_values()
-        if not values.get("data"):
-            raise ValueError("give the training data file (train data, … picks one)")
+        needed = missing(form.kind, values)
+        if needed:
+            raise ValueError("; ".join(needed))
         return form, values
 
     # -- plan ------------------------------------------------------------------------------
@@ -197,7 +203,8 @@ class TrainScreen(BaseScreen):
     def _plan(self) -> None:
         self._show_plan("")  # a failed attempt must not leave an older prediction looking current
         if self.query_one(TrainForm).kind != "sft":
-            raise ValueError("plan predicts SFT runs only; DPO memory and speed are not modelled yet")
+            raise ValueError("plan predicts SFT runs only; DPO, reward-model and online RL memory and speed "
+                             "are not modelled yet")
         _, values = self._form_values()
         cfg = process.train_config(values)
         self._show_plan("plan: tokenizing the data and measuring the matmul rate ...")
@@ -260,6 +267,7 @@ class TrainScreen(BaseScreen):
             form = self.query_one(TrainForm)
             if not form.yaml_path:
                 raise ValueError("type a YAML file name first")
-            process.write_config(form.yaml_path, form.all_values())
+            process.write_config(form.yaml_path, savable(form.kind, form.all_values()),
+                                 kind=form.mode.train_command)
             self.notify(f"saved {form.yaml_path}")
         self._guard(save)

@@ -1,6 +1,6 @@
 """Plots fed by messages/followers: loss curves (several named series) and a length histogram.
-Both draw integer x ticks that fit the width, and the curve plot puts its legend on a line
-below the canvas (plotext's own legend sits on top of the curves)."""
+Both draw integer x ticks that fit the width, and the curve plot puts its legend on lines
+below the canvas (plotext's own legend sits on top of the curves), as many as its names need."""
 
 from __future__ import annotations
 
@@ -38,12 +38,13 @@ class PlotBase(PlotextPlot):
         self.y_max_count: int | None = None  # a histogram's tallest bar: whole-number y ticks
         self.labels = ("", "")  # (x, y) axis labels, dropped when the plot is short
 
-    def legend(self) -> Text | None:
+    def legend(self, width: int | None = None) -> Text | None:
         return None
 
     def render(self):
         legend = self.legend()
-        width, height = self.size.width, max(1, self.size.height - (1 if legend is not None else 0))
+        legend_rows = legend.plain.count("\n") + 1 if legend is not None else 0
+        width, height = self.size.width, max(1, self.size.height - legend_rows)
         short = height < 12  # at 80x24 every row goes to the curves
         self.plt.xlabel("" if short else self.labels[0])
         self.plt.ylabel("" if short else self.labels[1])
@@ -98,13 +99,21 @@ class CurvePlot(PlotBase):
             if not self.series:
                 self.replot()
 
-    def legend(self) -> Text | None:
+    def legend(self, width: int | None = None) -> Text | None:
+        """The series' names in their colours, on as many lines as the width needs (a narrow
+        plot comparing two runs must still name every curve)."""
         if not self.series:
             return None
-        text = Text()
+        width = self.size.width if width is None else width
+        text, used = Text(), 0
         for i, name in enumerate(self.series):
-            text.append("  ━ " if i else "━ ", style=COLORS[i % len(COLORS)][1])
+            gap = "  " if used else ""
+            if used and used + len(gap) + 2 + len(name) > width:
+                text.append("\n")
+                gap, used = "", 0
+            text.append(f"{gap}━ ", style=COLORS[i % len(COLORS)][1])
             text.append(name)
+            used += len(gap) + 2 + len(name)
         return text
 
     def replot(self) -> None:

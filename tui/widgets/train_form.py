@@ -11,7 +11,9 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Collapsible, Input, Label, Select
 
-from tui.train_modes import MODES, FieldInfo, as_text, field_infos, mode_for, parse, shown_default
+from tui.train_modes import MODES, FieldInfo, as_text, field_infos, mode_for, mode_of_run, parse, shown_default
+
+RELABELLED = {key for m in MODES.values() for key, _ in m.labels}  # fields a mode names its own way
 from tui.widgets.pickers import pick_into
 
 NOT_FROM_CONFIG = ("out",)  # a cloned config gets a new run directory: the run name decides it
@@ -41,7 +43,7 @@ class TrainForm(VerticalScroll, can_focus=False):  # tab goes to the fields; the
 
     def _row(self, label: str, widget, picker: str | None = None, key: str | None = None,
              classes: str = "") -> Horizontal:
-        parts = [Label(label, classes="field-label"), widget]
+        parts = [Label(label, classes="field-label", id=f"l-{key}" if key else None), widget]
         if picker:
             parts.append(Button("…", id=f"pick-{key}", classes="pick", compact=True,
                                 tooltip=f"pick ({picker})"))
@@ -103,7 +105,7 @@ class TrainForm(VerticalScroll, can_focus=False):  # tab goes to the fields; the
     def all_values(self) -> dict:
         """The form plus the loaded config's keys without a field that this mode takes."""
         keys = self.mode.keys()
-        return {**{k: v for k, v in self.extra.items() if k in keys}, **self.values()}
+        return {**{k: v for k, v in self.extra.items() if k in keys}, **self.values(), **dict(self.mode.fixed)}
 
     # -- writing ---------------------------------------------------------------------------
     def _unbuilt(self, key: str) -> bool:
@@ -135,9 +137,11 @@ class TrainForm(VerticalScroll, can_focus=False):  # tab goes to the fields; the
     def fill(self, values: dict, kind: str | None = None) -> str:
         """Replace the form with a config mapping (a loaded YAML, a run's config): every other
         field resets, so nothing of the previous config (an `adapter:`, say) stays behind.
-        The kind is `kind`, or the one whose config takes all the keys. Returns the kind."""
+        The kind is `kind` (a run's: online DPO is "dpo" with online: true), or the one whose
+        config takes all the keys. Returns the form's kind."""
         values = {k: v for k, v in values.items() if k not in NOT_FROM_CONFIG}
-        kind = kind or mode_for(values, self.kind)
+        kind = mode_of_run(kind, values) if kind else mode_for(values, self.kind)
+        values = {k: v for k, v in values.items() if k not in dict(MODES[kind].fixed)}  # the kind says them
         self.reset()
         self.set_kind(kind)
         for key, value in values.items():
@@ -174,6 +178,9 @@ class TrainForm(VerticalScroll, can_focus=False):  # tab goes to the fields; the
         for row in self.query(".field"):
             modes = [c for c in row.classes if c.startswith("mode-")]
             row.display = not modes or f"mode-{kind}" in modes
+        for key in RELABELLED:  # e.g. GRPO's "prompts" is the others' "train data"
+            for label in self.query(f"#l-{key}").results(Label):
+                label.update(MODES[kind].label_of(self.infos[key].spec))
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         bid = event.button.id or ""

@@ -24,7 +24,8 @@ def last_checkpoint(run_dir: Path) -> str | None:
 
 
 class RunView(Vertical):
-    is_dpo = False
+    is_dpo = False  # the run has a reward plot
+    on_answers = False  # GRPO, online DPO: the reward plot is the one that matters
     def compose(self) -> ComposeResult:
         yield Label("no run attached: start one, or pick one in Runs (F2)", id="run-title")
         yield Static("", id="run-activity", markup=False)
@@ -47,9 +48,12 @@ class RunView(Vertical):
         self._place_dpo_plot()
 
     def _place_dpo_plot(self) -> None:
-        # 80x24: two plots side by side are three rows high; the summary line has the DPO numbers
+        # 80x24: two plots side by side are three rows high, so one plot: the loss (the summary
+        # line has the DPO numbers), or the reward of a run trained on its own answers (GRPO)
         cramped = self.screen.has_class("-narrow") and self.screen.has_class("-short")
-        self.query_one("#dpo-plot").display = self.is_dpo and not cramped
+        reward_only = cramped and self.is_dpo and self.on_answers
+        self.query_one("#dpo-plot").display = self.is_dpo and (not cramped or reward_only)
+        self.query_one("#loss-plot").display = not reward_only
 
     def clear(self) -> None:
         self.query_one("#run-log", Log).clear()
@@ -88,7 +92,7 @@ class RunView(Vertical):
         self.query_one("#loss-plot", CurvePlot).set_series(
             {n: f.series[n] for n in LOSS_SERIES if n in f.series})
         dpo = self.query_one("#dpo-plot", CurvePlot)
-        self.is_dpo = f.is_dpo
+        self.is_dpo, self.on_answers = f.is_dpo, f.on_answers
         self._place_dpo_plot()
         title = "DPO reward accuracy / margin" if f.record.kind == "dpo" else "reward"
         if title != dpo.title:
