@@ -45,6 +45,8 @@ def base_model_path(run: str | Path, model: str | None = None) -> Path:
     if model:
         return resolve_model(model)
     info = read_run(run)
+    if info.problem:  # guessing the base without the record could export onto the wrong one
+        raise RunError(f"{info.problem}; restore it from a backup, or give the base with --model")
     recorded = info.resolve(info.record.get("model_path"))
     if recorded and Path(recorded).is_dir():
         return Path(recorded)
