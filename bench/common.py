@@ -76,6 +76,19 @@ def run_child(cmd: list[str], env: dict | None = None, log: Path | None = None) 
     return {"wall_s": wall, "rss_gb": rss}
 
 
+def valid_loss(model, tokenizer, valid: Path, batch_size: int, max_seq_len: int) -> float:
+    """Token-weighted loss over the assistant tokens of `valid` (localtune's evaluator), for the model
+    as it is now (adapter on or off): both sides' adapters are scored by this one definition."""
+    from localtune.data.batching import eval_batches
+    from localtune.train.loop import evaluate
+    from localtune.train.prepare import load_rows
+    from localtune.train.sft import sft_loss
+
+    rows, _ = load_rows(str(valid), tokenizer, role="valid", format=None, train_on_prompt=False,
+                        overlong="truncate", on_event=lambda e: None, max_seq_len=max_seq_len)
+    return evaluate(model, sft_loss, eval_batches(rows, batch_size))["val_loss"]
+
+
 def median(values):
     values = [v for v in values if v is not None]
     return statistics.median(values) if values else None

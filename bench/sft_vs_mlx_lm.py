@@ -81,18 +81,12 @@ def peer_run(a, model, data: Path, out: Path, preload: bool, seed: int) -> dict:
 
 
 def val_loss(model_path, data: Path, adapter: Path, a) -> float:
-    from localtune.data.batching import eval_batches
     from localtune.lora import load_adapter
     from localtune.models import load_model
-    from localtune.train.loop import evaluate
-    from localtune.train.prepare import load_rows
-    from localtune.train.sft import sft_loss
 
     model, tok = load_model(model_path)
     load_adapter(model, adapter)
-    rows, _ = load_rows(str(data / "valid.jsonl"), tok, role="valid", format=None, train_on_prompt=False,
-                        overlong="truncate", on_event=lambda e: None, max_seq_len=a.max_seq_len)
-    return evaluate(model, sft_loss, eval_batches(rows, a.batch_size))["val_loss"]
+    return common.valid_loss(model, tok, data / "valid.jsonl", a.batch_size, a.max_seq_len)
 
 
 def real_tokens(model_path, path: Path, max_seq_len: int) -> tuple[int, int, int]:
