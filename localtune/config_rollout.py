@@ -18,7 +18,8 @@ TRUNCATED = ("mask", "penalize", "keep")
 @dataclass(frozen=True)
 class RolloutConfig(TrainConfig):
     reward: tuple[str, ...] = _f((), "reward source SPEC[:WEIGHT]: ifeval, checks:FILE.yaml, length:MIN-MAX, "
-                                     "python:PATH.py:FUNCTION (repeat the flag for several)", append=True)
+                                     "python:PATH.py:FUNCTION, reward-model:RUN, judge:MODEL|policy "
+                                     "(repeat the flag for several)", append=True)
     max_completion: int = _f(256, "most tokens per sampled answer")
     temperature: float = _f(1.0, "sampling temperature of the answers (> 0)")
     top_p: float = _f(1.0, "nucleus sampling of the answers, in (0, 1]; 1 = off")

@@ -113,7 +113,8 @@ GRPO_ONLY = (
     FieldSpec("updates_per_batch", "updates / batch", advanced=True),
 )
 ON_ANSWERS = tuple(f for f in COMMON + ADVANCED if f.key not in NOT_ON_ANSWERS)
-REWARD_HELP = "ifeval, checks:FILE.yaml, length:MIN-MAX, python:FILE.py:FUNCTION, each optionally :WEIGHT"
+REWARD_HELP = ("ifeval, checks:FILE.yaml, length:MIN-MAX, python:FILE.py:FUNCTION, reward-model:RUN, "
+               "judge:policy|MODEL, each optionally :WEIGHT")
 NEEDS_PROMPTS_AND_REWARDS = (
     ("data", "give the prompts file (prompts, … picks one): the rows the model answers"),
     ("reward", f"give at least one reward source (rewards: {REWARD_HELP})"))

@@ -21,12 +21,12 @@ def check_rewards(args) -> None:
     """A missing or malformed --reward fails before any model loads."""
     from localtune.errors import LocaltuneError
     from localtune.rewards import parse_specs
+    from localtune.rewards.spec import USAGE
 
     if args.resume:
         return
     if not args.reward and not args.config:
-        raise LocaltuneError("no reward: give --reward SPEC (ifeval, checks:FILE.yaml, length:MIN-MAX, "
-                             "python:PATH.py:FUNCTION), repeated for several")
+        raise LocaltuneError(f"no reward: give --reward SPEC ({USAGE}), repeated for several")
     if args.reward:
         parse_specs(args.reward)
 

@@ -4,8 +4,9 @@
     checks:FILE.yaml              share of your checks (localtune eval --checks) that pass
     length:MIN-MAX                1 inside MIN..MAX words, less outside
     python:PATH.py:FUNCTION       your function (prompt, completion, row) -> float | None
-    reward-model:RUN              a reward model trained with localtune (not merged yet)
-    judge:MODEL                   an AI judge's pairwise win rate inside the group (not merged yet)
+    reward-model:RUN              a reward model trained with localtune (`train reward`): its score
+    judge:MODEL[:CONSTITUTION.yaml]  an AI judge's win rate inside the group; MODEL `policy` = the
+                                  policy's base weights (adapter off), else a model loaded once
 
 A trailing `:NUMBER` is the source's weight (default 1): `ifeval:2`, `python:r.py:f:0.5`.
 Names (the metric `reward_<name>`) come from the text alone, so a task declares its metrics before
@@ -19,13 +20,14 @@ import os
 import re
 from dataclasses import dataclass
 
+from localtune import events
 from localtune.errors import LocaltuneError
 
 # kind -> number of ':'-separated arguments before the optional weight
 KINDS = {"ifeval": 0, "checks": 1, "length": 1, "python": 2, "reward-model": 1, "judge": 1}
-USAGE = ("ifeval, checks:FILE.yaml, length:MIN-MAX, python:PATH.py:FUNCTION, reward-model:RUN or judge:MODEL, "
-         "each optionally followed by :WEIGHT")
-NOT_YET = {"reward-model": "reward models (localtune train reward)", "judge": "the AI judge"}
+USAGE = ("ifeval, checks:FILE.yaml, length:MIN-MAX, python:PATH.py:FUNCTION, reward-model:RUN or "
+         "judge:MODEL[:CONSTITUTION.yaml] (MODEL policy: the policy's base), each optionally followed by :WEIGHT")
+NOT_YET: dict[str, str] = {}  # kind -> what it is, for kinds this version parses but cannot open
 
 
 @dataclass(frozen=True)
@@ -39,8 +41,18 @@ class RewardSpec:
 
     @property
     def path(self) -> str | None:
-        """The local file the source reads (checks, python), else None."""
+        """The local file the source reads (checks, python, a judge's constitution), else None."""
+        if self.kind == "judge":
+            return self.args[1] if len(self.args) > 1 else None
         return self.args[0] if self.kind in ("checks", "python") else None
+
+    def local_args(self) -> list[int]:
+        """Which args are local paths (made absolute for the run's record)."""
+        if self.kind in ("checks", "python", "reward-model"):
+            return [0]
+        if self.kind == "judge":  # MODEL is a path when it exists here (else "policy" or a hub id)
+            return [0] * os.path.exists(os.path.expanduser(self.args[0])) + [1] * (len(self.args) > 1)
+        return []
 
 
 def _weight(text: str) -> float | None:
@@ -77,6 +89,8 @@ def parse_spec(text: str) -> RewardSpec:
     args = tuple(parts)
     if kind == "length" and not re.fullmatch(r"\d+-\d+", args[0]):
         raise LocaltuneError(f"--reward {text}: length takes MIN-MAX in words, e.g. length:20-120")
+    if kind == "judge" and (m := re.fullmatch(r"(.+):([^:]+\.ya?ml)", args[0])):
+        args = m.groups()  # judge:MODEL:CONSTITUTION.yaml
     if kind == "python" and not args[1].isidentifier():
         raise LocaltuneError(f"--reward {text}: {args[1]!r} is not a Python function name")
     base = {"python": f"python_{args[1]}" if kind == "python" else "",
@@ -101,19 +115,21 @@ def parse_specs(texts) -> list[RewardSpec]:
 
 
 def with_absolute_path(text: str) -> str:
-    """The spec with its local file made absolute (the run's record must not depend on the
+    """The spec with its local files made absolute (the run's record must not depend on the
     directory it was started from); other specs unchanged."""
     s = parse_spec(text)
-    if s.path is None or os.path.isabs(s.path):
+    args = [os.path.abspath(os.path.expanduser(a)) if i in s.local_args() else a for i, a in enumerate(s.args)]
+    if args == list(s.args):
         return text
-    args = (os.path.abspath(os.path.expanduser(s.path)),) + s.args[1:]
-    return ":".join((s.kind,) + args) + (f":{s.weight:g}" if s.explicit_weight else "")
+    return ":".join([s.kind, *args]) + (f":{s.weight:g}" if s.explicit_weight else "")
 
 
-def open_sources(specs, *, model=None, tokenizer=None) -> list:
-    """The RewardSource of each spec (texts or parsed RewardSpecs): files read and functions
-    imported now, errors naming the spec. `model`/`tokenizer`: the loaded policy, for the sources
-    that score with a model (a reward model or a judge in the same weights)."""
+def open_sources(specs, *, model=None, tokenizer=None, model_path=None, on_event=None) -> list:
+    """The RewardSource of each spec (texts or parsed RewardSpecs): files read, functions imported
+    and models opened now, errors naming the spec. `model`/`tokenizer`/`model_path`: the loaded
+    policy and where it was loaded from, shared by the sources that score with a model of the same
+    base (a reward model or a judge), so the policy is never in memory twice."""
+    from localtune.rewards.models import JudgeReward, RewardModelReward
     from localtune.rewards.python_fn import PythonReward
     from localtune.rewards.rules import ChecksReward, IFEvalReward, LengthReward
 
@@ -129,6 +145,12 @@ def open_sources(specs, *, model=None, tokenizer=None) -> list:
             src = LengthReward(low, high, s.weight, s.name, s.text)
         elif s.kind == "python":
             src = PythonReward(s.args[0], s.args[1], s.weight, s.name, s.text)
+        elif s.kind == "reward-model":
+            src = RewardModelReward(s.args[0], s.weight, s.name, s.text, model=model, tokenizer=tokenizer,
+                                    on_event=on_event or events.ignore)
+        elif s.kind == "judge":
+            src = JudgeReward.open(s.args[0], s.path, s.weight, s.name, s.text, model=model, tokenizer=tokenizer,
+                                   model_path=model_path, on_event=on_event or events.ignore)
         else:
             raise LocaltuneError(f"--reward {s.text}: {NOT_YET[s.kind]} is not available in this version of "
                                  "localtune yet; use ifeval, checks:, length: or python:")

@@ -195,21 +195,26 @@ def rollout_metrics(names: list[str]):
 
 def open_rewards(ctx):
     """The reward sources of ctx.cfg.reward, and the fields they add to the run's record: the specs
-    and the hash of each file they read. A resumed run refuses files that changed since it
-    started: a changed reward function would be another run (and code no longer the one given)."""
+    and the hash of each file they read (a model source's weights too: `source.files`). A resumed
+    run refuses any that changed since it started: a changed reward function or reward model
+    would be another run (and code no longer the one given)."""
     from localtune.rewards import open_sources, parse_specs
     from localtune.rewards.python_fn import file_hash
     from localtune.runs import RunDir
     from localtune.train.provenance import ResumeRefused
 
     specs = parse_specs(ctx.cfg.reward)
+    record = RunDir(ctx.run_dir).read()
+    sources = open_sources(specs, model=ctx.model, tokenizer=ctx.tokenizer, model_path=record.get("model_path"),
+                           on_event=ctx.emit)
     files = {s.path: file_hash(s.path) for s in specs if s.path is not None and Path(s.path).is_file()}
+    for source in sources:
+        files.update(getattr(source, "files", {}))
     if ctx.resuming:
-        saved = RunDir(ctx.run_dir).read().get("reward_files") or {}
+        saved = record.get("reward_files") or {}
         changed = sorted(p for p, h in saved.items() if files.get(p, h) != h or p not in files)
         if changed:
             raise ResumeRefused(f"{ctx.run_dir}: the reward file(s) {', '.join(changed)} changed (or are gone) since "
                                 "this run started; resuming would train toward another reward: restore them, or "
                                 "start a new run")
-    sources = open_sources(specs, model=ctx.model, tokenizer=ctx.tokenizer)
     return sources, {"rewards": [s.text for s in specs], "reward_files": files}

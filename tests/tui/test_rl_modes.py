@@ -173,7 +173,7 @@ async def test_reward_form_to_command_and_back(tui_env, spawned):
     ("ifeval, lenght:20-120", ["rewards", "lenght:20-120", "unknown kind 'lenght'"]),
     ("length:120", ["rewards", "length takes MIN-MAX"]),
     ("python:rewards.py", ["rewards", "python needs 2 argument"]),
-    ("judge:some-model", ["rewards", "judge:some-model", "not available"]),
+    ("judge:", ["rewards", "judge needs 1 argument"]),
 ])
 async def test_a_bad_reward_spec_is_a_message_in_the_form(tui_env, spawned, spec, words):
     app = create_app(runs_root="adapters")

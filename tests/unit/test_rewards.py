@@ -41,11 +41,9 @@ def test_bad_specs_say_what_is_wrong(bad, says):
         parse_spec(bad)
 
 
-def test_no_reward_is_an_error_and_reward_models_are_not_offered_yet():
+def test_no_reward_is_an_error():
     with pytest.raises(LocaltuneError, match="no reward"):
         parse_specs([])
-    with pytest.raises(LocaltuneError, match="not available"):
-        open_sources(["reward-model:adapters/rm"])
 
 
 def test_spec_paths_become_absolute_and_keep_their_weight(tmp_path, monkeypatch):
