@@ -27,7 +27,6 @@ from localtune.errors import LocaltuneError
 KINDS = {"ifeval": 0, "checks": 1, "length": 1, "python": 2, "reward-model": 1, "judge": 1}
 USAGE = ("ifeval, checks:FILE.yaml, length:MIN-MAX, python:PATH.py:FUNCTION, reward-model:RUN or "
          "judge:MODEL[:CONSTITUTION.yaml] (MODEL policy: the policy's base), each optionally followed by :WEIGHT")
-NOT_YET: dict[str, str] = {}  # kind -> what it is, for kinds this version parses but cannot open
 
 
 @dataclass(frozen=True)
@@ -148,11 +147,8 @@ def open_sources(specs, *, model=None, tokenizer=None, model_path=None, on_event
         elif s.kind == "reward-model":
             src = RewardModelReward(s.args[0], s.weight, s.name, s.text, model=model, tokenizer=tokenizer,
                                     on_event=on_event or events.ignore)
-        elif s.kind == "judge":
+        else:  # "judge": parse_specs knows no other kind
             src = JudgeReward.open(s.args[0], s.path, s.weight, s.name, s.text, model=model, tokenizer=tokenizer,
                                    model_path=model_path, on_event=on_event or events.ignore)
-        else:
-            raise LocaltuneError(f"--reward {s.text}: {NOT_YET[s.kind]} is not available in this version of "
-                                 "localtune yet; use ifeval, checks:, length: or python:")
         sources.append(src)
     return sources
