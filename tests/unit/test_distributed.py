@@ -53,7 +53,8 @@ def test_pair_shards_keep_chosen_and_rejected_together():
     from localtune.train.dpo import PairStream
 
     pairs = [SimpleNamespace(chosen_ids=[1, 10 + i, 2], chosen_mask=[False, True, True],
-                             rejected_ids=[1, 20 + i], rejected_mask=[False, True], length=3) for i in range(3)]
+                             rejected_ids=[1, 20 + i], rejected_mask=[False, True], length=3, margin=None)
+             for i in range(3)]
     ref = (np.array([0.1, 0.2, 0.3]), np.array([-0.1, -0.2, -0.3]))
     whole = PairStream(pairs, 3, seed=0, ref=ref).next()
     part = PairStream(pairs, 3, seed=0, ref=ref, shard=Shard(1, 2)).next()
