@@ -13,7 +13,10 @@ the 6 held-out prompts of samples/sft/heldout_prompts.txt and the 40 validation 
 samples/sft/valid.jsonl without their last answer, samples/pip_checks.yaml. Reported per seed and as
 medians: ended, loops, the share of answers passing every Pip check ("passed"), mean tokens; and
 whether each DPO variant is >= its SFT start on each (ended, passed up; loops down) and meets the
-issue's demo target (ended >= 0.95, loops <= 0.05, passed >= 0.90).
+issue's demo target (ended >= 0.95, loops <= 0.05, passed >= 0.90). On the 30 held-out pairs of
+samples/dpo/valid.jsonl: preference accuracy (log p(chosen) > log p(rejected), the demo's number)
+and reward accuracy (DPO's implicit reward against the model it started from: the SFT adapter for
+DPO, the base for SFT; what training reports as val_reward_accuracy).
 
 Results are kept in --work (default /tmp/bench-dpo-quality): a rerun skips finished runs and
 judgements (a changed command for the same run name is an error), so a long experiment survives an
@@ -40,9 +43,11 @@ DPO_RECIPE = ROOT / "samples" / "dpo.yaml"
 HELDOUT = ROOT / "samples" / "sft" / "heldout_prompts.txt"
 VALID = ROOT / "samples" / "sft" / "valid.jsonl"
 CHECKS = ROOT / "samples" / "pip_checks.yaml"
+PAIRS = ROOT / "samples" / "dpo" / "valid.jsonl"
 TARGET = {"ended": (">=", 0.95), "loops": ("<=", 0.05), "passed": (">=", 0.90)}
 METRICS = (("ended", "ended", ".2f"), ("loops", "loops", ".2f"), ("passed", "Pip checks passed", ".2f"),
-           ("mean_tokens", "mean tokens", ".1f"))
+           ("mean_tokens", "mean tokens", ".1f"), ("pref_acc", "pref. acc.", ".2f"),
+           ("reward_acc", "reward acc.", ".2f"))
 
 
 def parse():
@@ -108,7 +113,7 @@ class Judge:
         self.sampling = Sampling(temperature=0.0, max_tokens=max_tokens).validate()
         self.model, self.tokenizer = load_model(resolve_model(None))
 
-    def __call__(self, name: str, adapter: Path | None) -> dict:
+    def __call__(self, name: str, adapter: Path | None, start: Path | None) -> dict:
         from localtune.eval import compare
         from localtune.eval.variants import Variant
 
@@ -117,22 +122,45 @@ class Judge:
         s = result.summary()
         answers = [{"key": a.row.key, "response": a.completion.text, "ended": a.ended, "loops": a.loops,
                     "tokens": len(a.completion.token_ids), "checks": a.checks} for a in result.answers]
+        margin, start_margin = self.margins(adapter), self.margins(start)
         return {"ended": s["ended"], "loops": s["loops"], "mean_tokens": s["mean_tokens"],
                 "passed": sum(all(a["checks"].values()) for a in answers) / len(answers),
+                "pref_acc": float((margin > 0).mean()),
+                "reward_acc": None if adapter is None else float((margin - start_margin > 0).mean()),
                 "checks": s["checks"], "seconds": s["seconds"], "answers": answers}
 
+    def margins(self, adapter: Path | None):
+        """log p(chosen) - log p(rejected) per held-out pair, with this adapter (None = the base)."""
+        import numpy as np
 
-def judged(box: list, a, name: str, adapter: Path | None, cache: Path) -> dict:
+        from localtune.data.preferences import load_pairs
+        from localtune.eval.variants import AdapterSwitch, Variant
+        from localtune.train.dpo import eval_pair_batches
+        from localtune.train.reference import eval_mode, sequence_logps
+
+        AdapterSwitch(self.model).activate(Variant("pairs", adapter))
+        pairs = load_pairs(str(PAIRS), self.tokenizer, max_seq_len=2048)
+        out = []
+        with eval_mode(self.model):
+            for batch in eval_pair_batches(pairs, 8):
+                lp, _ = sequence_logps(self.model, batch)
+                b = len(batch.rows)
+                out += list(np.array(lp[:b] - lp[b:]))
+        return np.array(out)
+
+
+def judged(box: list, a, name: str, adapter: Path | None, cache: Path, start: Path | None = None) -> dict:
+    """`start`: the adapter this one was trained from (None = the base), for its reward accuracy."""
     if cache.exists():
         return json.loads(cache.read_text())
     if not box:
         box.append(Judge(a.max_tokens))
-    res = box[0](name, adapter)
+    res = box[0](name, adapter, start)
     from localtune.fsutil import atomic_write_json
 
     atomic_write_json(cache, res)
-    print(f"# judged {name}: ended {res['ended']:.2f}, loops {res['loops']:.2f}, passed {res['passed']:.2f} "
-          f"({res['seconds']:.0f} s)", file=sys.stderr, flush=True)
+    print(f"# judged {name}: ended {res['ended']:.2f}, loops {res['loops']:.2f}, passed {res['passed']:.2f}, "
+          f"reward acc. {common.fmt(res['reward_acc'], '.2f')} ({res['seconds']:.0f} s)", file=sys.stderr, flush=True)
     return res
 
 
@@ -189,13 +217,12 @@ def main():
     box: list = []
     runs = [("sft", None)] + variants(a)
     results: dict = {name: {} for name, _ in runs}
-    for seed in a.seeds:
+    for seed in a.seeds:  # each run is judged as soon as it is trained: results arrive as they can
         sft = train(work, f"sft-s{seed}", sft_cmd(work / f"sft-s{seed}", seed, shlex.split(a.sft_flags)))
+        results["sft"][seed] = judged(box, a, "sft", sft, sft.with_suffix(f".judged-{a.max_tokens}.json"))
         for name, flags in runs[1:]:
-            train(work, f"{name}-s{seed}", dpo_cmd(work / f"{name}-s{seed}", seed, sft, flags))
-        for name, _ in runs:
-            out = work / f"{name}-s{seed}"
-            results[name][seed] = judged(box, a, name, out, out.with_suffix(f".judged-{a.max_tokens}.json"))
+            out = train(work, f"{name}-s{seed}", dpo_cmd(work / f"{name}-s{seed}", seed, sft, flags))
+            results[name][seed] = judged(box, a, name, out, out.with_suffix(f".judged-{a.max_tokens}.json"), sft)
     base = judged(box, a, "base", None, work / f"base.judged-{a.max_tokens}.json")
     n = len(base["answers"])
     print(f"\n## Answers after SFT, then DPO from it (seeds {', '.join(map(str, a.seeds))})\n")
