@@ -259,7 +259,7 @@ def problems(cfg: TrainConfig) -> list[str]:
 def check_mode_fields(cfg, names) -> list[str]:
     """Type-check a mode's own config fields (`names`), converting in place what YAML or a run's
     record gives in another spelling (a float written "1e-4", a list for a tuple). YAML values of
-    these fields bypass _coerce (it only knows TrainConfig's fields), so a mode's __post_init__
+    these fields bypass _coerce (it only knows TrainConfig's fields), so a mode's mode_problems()
     calls this. Returns the problems, as "name must be ..." phrases."""
     problems = []
     for f in fields(cfg):
