@@ -1,4 +1,4 @@
-"""Prompt sets: the rows a model answers in eval (and, next, in feedback sampling and RL rollouts).
+"""Prompt sets: the rows a model answers in eval, feedback sampling and RL rollouts.
 
 Four readers, each giving `PromptRow`s (a chat message list ending with a user turn):
 - IFEval's schema, one JSON object a line: {"key", "prompt", "instruction_id_list", "kwargs"}
@@ -7,8 +7,9 @@ Four readers, each giving `PromptRow`s (a chat message list ending with a user t
   (`read_prompt_file`);
 - a training/validation data file, each chat row without its last assistant turn, which is kept as
   the reference answer (`read_data_prompts`);
-- RL prompts (GRPO, online DPO): any of those row shapes in one file, every field of a row kept for
-  reward functions (`read_rl_prompts`).
+- any prompt set by its rows' shape (`read_prompt_set`: feedback sampling, RL rollouts): every
+  shape above, preference pairs, JSON rows of mixed shapes, every field of a row kept for reward
+  functions.
 A bad row is an error naming its file and line: a score over silently skipped rows would mislead.
 """
 
@@ -195,33 +196,9 @@ def read_data_prompts(path, *, on_event=None) -> tuple[list[PromptRow], list[Pro
     return rows, ds.problems
 
 
-def read_prompt_set(path, *, on_event=None) -> tuple[list[PromptRow], list[Problem]]:
-    """Any prompt set, by its rows' shape: IFEval rows; a prompts file (plain lines, "messages" or
-    "prompt" rows); preference pairs (the pair's prompt; the chosen answer kept as reference); any
-    other chat dataset (alpaca, sharegpt, prompt/completion) as data rows; a path that is not a
-    file as a hub dataset id. Returns (rows, problems) like read_data_prompts (the problems are
-    skipped rows of a dataset; IFEval and prompt files raise on a bad row instead)."""
-    from localtune.data.preferences import is_preference_row, read_preferences
-
-    if not Path(path).is_file():
-        return read_data_prompts(path, on_event=on_event)
-    if not read_text(path).lstrip().startswith(("{", "[")):
-        return read_prompt_file(path), []
-    first = next((r.value for r in iter_rows(path) if r.problem is None and isinstance(r.value, dict)), {})
-    if all(k in first for k in IFEVAL_KEYS):
-        return read_ifeval(path, on_event=on_event), []
-    if is_preference_row(first):
-        ds = read_preferences(path)
-        rows = [PromptRow(f"{Path(ex.source).name}:{ex.line}", ex.prompt, ex.source, ex.line, "data",
-                          reference=ex.chosen) for ex in ds.examples]
-        return rows, ds.problems
-    if "messages" in first or ("prompt" in first and "completion" not in first):
-        return read_prompt_file(path), []
-    return read_data_prompts(path, on_event=on_event)
-
-
-def _rl_row(value, source: str, line: int) -> PromptRow:
-    """One RL prompt row by its keys: IFEval's schema (a "key" is optional here), a chat, or a prompt."""
+def _row_by_keys(value, source: str, line: int) -> PromptRow:
+    """One JSON prompt row by its own keys: IFEval's schema (a "key" is optional: file:line), a chat
+    ("messages"), or a "prompt" string. The row's own object stays in `fields` (reward functions)."""
     from dataclasses import replace
 
     if isinstance(value, dict) and "instruction_id_list" in value:
@@ -230,15 +207,43 @@ def _rl_row(value, source: str, line: int) -> PromptRow:
     return replace(_json_prompt(value, source, line), fields=dict(value) if isinstance(value, dict) else {})
 
 
-def read_rl_prompts(path) -> list[PromptRow]:
-    """Prompts to answer in online RL. JSON rows are read by their keys: IFEval-schema rows
-    ("prompt", "instruction_id_list", "kwargs": their instructions are what `--reward ifeval`
-    checks), chats ("messages" ending with a user turn; a last assistant turn is kept as the
-    reference), or "prompt" strings (with an optional "system"); the other fields of a row (e.g. an
-    "answer") stay in PromptRow.fields for reward functions. A plain-text file is one prompt a line
-    (fields {"prompt": line}). Bad rows are an error naming file and line."""
-    from dataclasses import replace
+def _unique_ifeval_keys(path, rows: list[PromptRow]) -> None:
+    keys = [r.fields["key"] for r in rows if r.kind == "ifeval" and "key" in r.fields]
+    seen = set()
+    for k in keys:
+        if k in seen:
+            raise DataError(f"{path}: key {k!r} appears more than once; IFEval keys must be unique")
+        seen.add(k)
 
+
+def read_prompt_set(path, *, on_event=None, why: str = "eval scores every row") -> tuple[list[PromptRow], list[Problem]]:
+    """Any prompt set, by its rows' shape; the one reader behind feedback sampling and RL prompts:
+    - plain text: one prompt a line (fields {"prompt": line});
+    - JSON prompt rows, each read by its own keys so one file may mix them: IFEval-schema rows (their
+      instructions are what `ifeval` checks), chats ("messages" ending with a user turn; a last
+      assistant turn is kept as the reference), "prompt" strings (optional "system"); every field
+      of a row stays in PromptRow.fields for reward functions;
+    - preference pairs: the pair's prompt, the chosen answer kept as reference;
+    - any other chat dataset (alpaca, sharegpt, prompt/completion) as data rows; a path that is not
+      a file as a hub dataset id.
+    Returns (rows, problems): the problems are rows a dataset reader skips (as training skips
+    them); a bad prompt row raises instead, naming file and line (`why` says why it matters)."""
+    from localtune.data.preferences import is_preference_row, read_preferences
+
+    if not Path(path).is_file():
+        return read_data_prompts(path, on_event=on_event)
     if not _is_json(path):
-        return [replace(r, fields={"prompt": r.prompt}) for r in read_prompt_file(path)]
-    return _json_rows(path, _rl_row, "training reads every row")
+        from dataclasses import replace
+
+        return [replace(r, fields={"prompt": r.prompt}) for r in read_prompt_file(path)], []
+    first = next((r.value for r in iter_rows(path) if r.problem is None and isinstance(r.value, dict)), {})
+    if is_preference_row(first):
+        ds = read_preferences(path)
+        rows = [PromptRow(f"{Path(ex.source).name}:{ex.line}", ex.prompt, ex.source, ex.line, "data",
+                          reference=ex.chosen) for ex in ds.examples]
+        return rows, ds.problems
+    if "instruction_id_list" in first or "messages" in first or ("prompt" in first and "completion" not in first):
+        rows = _json_rows(path, _row_by_keys, why)
+        _unique_ifeval_keys(path, rows)
+        return rows, []
+    return read_data_prompts(path, on_event=on_event)

@@ -64,12 +64,14 @@ def load_prompts(ctx, cfg, sources):
     """The prompt rows of ctx.files["train"] and their token ids. Rows whose prompt leaves no room
     for --max-completion within --max-seq-len are dropped (reported); reward sources check the rows
     before anything is generated."""
-    from localtune.data.prompts import read_rl_prompts
+    from localtune.data.prompts import read_prompt_set
     from localtune.errors import DataError
     from localtune.generate import encode_prompt
 
     path = ctx.files["train"]
-    found = read_rl_prompts(path)
+    found, skipped = read_prompt_set(path, on_event=ctx.emit, why="training reads every row")
+    for problem in skipped:  # rows a dataset reader passes over, reported as SFT reports them
+        ctx.emit(events.DataProblem("train", str(problem)).to_dict())
     rows, ids = [], []
     room = cfg.max_seq_len - cfg.max_completion
     for row in found:

@@ -240,7 +240,7 @@ def test_the_cli_trains_grpo_and_online_dpo_and_refuses_what_does_not_fit(rl, tm
 
 
 def test_rollouts_keep_the_end_of_turn_token_the_loss_trains(rl, flat_model_dir):
-    from localtune.data.prompts import read_rl_prompts
+    from localtune.data.prompts import read_prompt_set
     from localtune.generate import encode_prompt
     from localtune.models import load_model
     from localtune.rewards import open_sources
@@ -248,7 +248,7 @@ def test_rollouts_keep_the_end_of_turn_token_the_loss_trains(rl, flat_model_dir)
 
     cfg = rl("r", temperature=4.0, max_completion=32)  # hot and long enough that some answers end
     model, tok = load_model(flat_model_dir)
-    rows = read_rl_prompts(cfg.data)
+    rows, _ = read_prompt_set(cfg.data)
     sampler = RolloutSampler(model, tok, rows, [encode_prompt(tok, r.messages) for r in rows],
                              open_sources(["length:1-3"]), cfg)
     rollouts, stats = sampler.sample([0, 1, 2, 3], 16, seed=1)

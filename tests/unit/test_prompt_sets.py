@@ -143,3 +143,21 @@ def test_read_prompt_set_reads_every_shape_by_its_rows(tmp_path):
     assert pairs[0].messages[0] == {"role": "system", "content": "Be brief."} and pairs[0].reference == "good"
     alpaca, _ = read_prompt_set(tmp_path / "alpaca.jsonl")
     assert "Add" in alpaca[0].prompt and alpaca[0].reference == "2"
+
+
+def test_one_prompt_reader_mixes_row_shapes_keeps_fields_and_checks_ifeval_keys(tmp_path):
+    """RL prompts and feedback prompts come from the same reader: JSON rows of mixed shapes, each by
+    its own keys (an IFEval row's key optional), every field kept; a repeated IFEval key is an error."""
+    from localtune.data.prompts import read_prompt_set
+
+    mixed, problems = read_prompt_set(write(tmp_path / "mixed.jsonl", [
+        {"prompt": "Say hi.", "instruction_id_list": ["punctuation:no_comma"], "kwargs": [{}], "topic": "x"},
+        {"messages": [{"role": "user", "content": "q"}], "answer": "4"},
+    ]))
+    assert not problems and [r.kind for r in mixed] == ["ifeval", "prompts"]
+    assert mixed[0].key == "mixed.jsonl:1" and mixed[0].fields["topic"] == "x" and mixed[1].fields["answer"] == "4"
+    row = {"key": 3, "prompt": "Say hi.", "instruction_id_list": ["punctuation:no_comma"], "kwargs": [{}]}
+    with pytest.raises(DataError, match=r"dup.jsonl: key 3 appears more than once"):
+        read_prompt_set(write(tmp_path / "dup.jsonl", [row, row]))
+    with pytest.raises(DataError, match=r"(?s)fix them \(training reads every row\).*bad.jsonl:2: "):
+        read_prompt_set(write(tmp_path / "bad.jsonl", [{"prompt": "ok"}, {"prompt": ""}]), why="training reads every row")

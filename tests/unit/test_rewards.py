@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from localtune.data.prompts import read_rl_prompts
+from localtune.data.prompts import read_prompt_set
 from localtune.errors import DataError, LocaltuneError
 from localtune.rewards import RewardError, open_sources, parse_spec, parse_specs, score_all, with_absolute_path
 from localtune.rewards.python_fn import PythonReward
@@ -59,7 +59,7 @@ def test_spec_paths_become_absolute_and_keep_their_weight(tmp_path, monkeypatch)
 def _rows(tmp_path, lines):
     path = tmp_path / "prompts.jsonl"
     path.write_text("".join(json.dumps(x) + "\n" for x in lines))
-    return read_rl_prompts(path)
+    return read_prompt_set(path)[0]
 
 
 def test_rl_prompt_rows_are_read_by_their_keys_and_keep_every_field(tmp_path):
@@ -75,7 +75,7 @@ def test_rl_prompt_rows_are_read_by_their_keys_and_keep_every_field(tmp_path):
     assert rows[2].messages[0] == {"role": "system", "content": "Be brief."} and rows[2].prompt == "Name a port."
     text = tmp_path / "plain.txt"
     text.write_text("first prompt\n\nsecond prompt\n")
-    plain = read_rl_prompts(text)
+    plain, _ = read_prompt_set(text)
     assert [r.fields for r in plain] == [{"prompt": "first prompt"}, {"prompt": "second prompt"}]
 
 

@@ -14,7 +14,7 @@ from feedback_helpers import ScriptedJudgeModel
 
 from localtune.config_grpo import GRPOConfig
 from localtune.config_reward import RewardConfig
-from localtune.data.prompts import read_rl_prompts
+from localtune.data.prompts import read_prompt_set
 from localtune.errors import LocaltuneError
 from localtune.feedback.constitution import Constitution, Principle
 from localtune.feedback.judge import Judge
@@ -45,7 +45,7 @@ def rows(tmp_path):
     path.write_text("".join(json.dumps(x) + "\n" for x in [
         {"prompt": "echo apple river"}, {"messages": [{"role": "system", "content": "Be brief."},
                                                       {"role": "user", "content": "echo stone cloud"}]}]))
-    return read_rl_prompts(path)
+    return read_prompt_set(path)[0]
 
 
 def policy(model_dir):
