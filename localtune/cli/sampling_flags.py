@@ -6,6 +6,11 @@ Flags left unset fall back to the model's generation_config.json, then to localt
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the annotation only: parsing the command line stays free of MLX
+    from localtune.generate import Sampling
+
 _FLAGS = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty", "repetition_context_size",
           "max_tokens", "seed")
 

@@ -58,7 +58,7 @@ def small_disk(tmp_path):
         subprocess.run(["umount", str(where)], capture_output=True)
 
 
-def localtune(*args, cwd=ROOT):
+def run_cli(*args, cwd=ROOT):
     return subprocess.run([sys.executable, "-m", "localtune", *map(str, args)], capture_output=True, text=True,
                           cwd=cwd, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
 
@@ -82,7 +82,7 @@ def test_training_on_a_full_disk_keeps_the_last_checkpoint_and_says_how_to_go_on
                                                      {"role": "assistant", "content": f"yo {i}"}]}) + "\n"
                             for i in range(20)))
     run = disk / "run"
-    out = localtune("train", "sft", "--model", tiny_model_dir, "--data", data, "--out", run, "--iters", "40",
+    out = run_cli("train", "sft", "--model", tiny_model_dir, "--data", data, "--out", run, "--iters", "40",
                     "--batch-size", "2", "--save-every", "2", "--lora-rank", "4", "--keep-checkpoints", "100")
     line = one_error_line(out)
     assert line.startswith(f"error: {run}: no space left on device while saving checkpoint step-"), line
@@ -100,7 +100,7 @@ def test_training_that_cannot_start_on_a_full_disk(small_disk, tiny_model_dir, t
     data = tmp_path / "d.jsonl"
     data.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"},
                                              {"role": "assistant", "content": "yo"}]}) + "\n")
-    out = localtune("train", "sft", "--model", tiny_model_dir, "--data", data, "--out", disk / "run",
+    out = run_cli("train", "sft", "--model", tiny_model_dir, "--data", data, "--out", disk / "run",
                     "--iters", "2", "--batch-size", "1")
     line = one_error_line(out)
     assert "no space left on device" in line and str(disk / "run") in line
@@ -110,7 +110,7 @@ def test_training_that_cannot_start_on_a_full_disk(small_disk, tiny_model_dir, t
                                             ("peft", "peft", "8k")])
 def test_export_to_a_full_disk_leaves_nothing(small_disk, tiny_run, tiny_model_dir, fmt, out, size):
     disk = small_disk(size)
-    r = localtune("export", tiny_run, "--format", fmt, "--out", disk / out, "--model", tiny_model_dir)
+    r = run_cli("export", tiny_run, "--format", fmt, "--out", disk / out, "--model", tiny_model_dir)
     line = one_error_line(r)
     assert line == (f"error: {disk / out}: no space left on device; free some space (or write to another "
                     "disk) and retry"), line
@@ -135,7 +135,7 @@ def test_a_read_only_disk_is_named_for_every_writer(small_disk, tiny_run, tiny_m
         (["train", "sft", "--resume", disk / "run"], disk / "run" / ".lock"),
     ]
     for argv, path in cases:
-        line = one_error_line(localtune(*argv))
+        line = one_error_line(run_cli(*argv))
         assert line.startswith(f"error: {path}: read-only file system;"), (argv, line)
 
 

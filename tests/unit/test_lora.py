@@ -3,7 +3,6 @@ and the saved adapter loads in mlx_lm unchanged."""
 
 import localtune  # noqa: F401
 import mlx.core as mx
-import mlx.nn as nn
 import numpy as np
 import pytest
 from mlx.utils import tree_flatten
