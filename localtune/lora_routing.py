@@ -6,9 +6,9 @@ tail where a few long (often looping) answers run on in a nearly empty batch. De
 continuous batch stays full until the very end, so the tail is paid once.
 
 How:
-- Every adapted linear is replaced by a `RoutedLoRALinear` that holds all adapters' A and B stacked
-  along a new first axis (zeros for the base and for an adapter without a layer there; smaller ranks
-  padded with zeros, which add exact zeros), and each row picks its slice: y = W x + s_k B_k A_k x.
+- Every adapted linear is replaced by a `RoutedLoRALinear` that holds all adapters' A and B side by
+  side (zeros for the base and for an adapter without a layer there; smaller ranks padded with
+  zeros, which add exact zeros), and each row keeps its own adapter's part: y = W x + s_k B_k A_k x.
 - A row's adapter index rides in its KV cache: one extra mlx_lm `ArraysCache` entry next to the
   layers' caches, which mlx_lm's BatchGenerator merges, filters, extends and splits together with
   the row's other caches. So the index follows the row through continuous batching without touching
@@ -41,24 +41,31 @@ class _Routing:
 
 
 class RoutedLoRALinear(nn.Module):
-    """A linear with K adapters stacked; row b of the input uses adapter routing.ids[b] (an adapter
-    of zeros is the base)."""
+    """A linear with K adapters side by side; row b of the input uses adapter routing.ids[b] (an
+    adapter of zeros is the base).
 
-    def __init__(self, linear: nn.Module, stack_a: mx.array, stack_b: mx.array, scales: mx.array,
+    The adapters' A are concatenated along the rank axis (in, K*r) and their B likewise (K*r, out):
+    x A_all gives every adapter's low-rank activations at the cost of a rank-K*r LoRA, a per-row
+    mask keeps the row's own r of them (the others become exact zeros), and B_all maps them out.
+    Cheaper than gathering a (B, in, r) and a (B, r, out) matrix per row and layer at every step."""
+
+    def __init__(self, linear: nn.Module, cat_a: mx.array, cat_b: mx.array, scales: mx.array, rank: int,
                  routing: _Routing):
         super().__init__()
         self.linear = linear
-        self.stack_a = stack_a  # (K, in, r)
-        self.stack_b = stack_b  # (K, r, out)
+        self.cat_a = cat_a  # (in, K * rank)
+        self.cat_b = cat_b  # (K * rank, out)
         self.scales = scales  # (K,)
+        self.rank = rank
         self._routing = routing
 
     def __call__(self, x):
         y = self.linear(x)
         ids = self._routing.ids
-        z = (x @ self.stack_a[ids]) @ self.stack_b[ids]  # (B, L, in) @ (B, in, r) @ (B, r, out)
-        # the same operations as LoRALinear (scale after the two products), so a row gets its
-        # adapter's own numbers
+        owner = mx.arange(self.cat_a.shape[1]) // self.rank  # which adapter each column belongs to
+        keep = (owner[None, :] == ids[:, None]).astype(x.dtype)[:, None, :]  # (B, 1, K * rank)
+        z = ((x @ self.cat_a) * keep) @ self.cat_b
+        # scaled after the products, as LoRALinear does
         return y + (self.scales[ids][:, None, None] * z).astype(x.dtype)
 
 
@@ -128,8 +135,9 @@ def routed_adapters(model: nn.Module, adapters: Sequence[Path | None]) -> Iterat
         dtype = present[0][0].dtype
         pairs = [_padded(g[0] if g else None, g[1] if g else None, in_dims, out_dims, rank, dtype) for g in got]
         scales = mx.array([g[2] if g else 0.0 for g in got], dtype=mx.float32)
-        routed.append((path, RoutedLoRALinear(linear, mx.stack([a for a, _ in pairs]),
-                                              mx.stack([b for _, b in pairs]), scales, routing)))
+        routed.append((path, RoutedLoRALinear(linear, mx.concatenate([a for a, _ in pairs], axis=1),
+                                              mx.concatenate([b for _, b in pairs], axis=0), scales, rank,
+                                              routing)))
     model.update_modules(tree_unflatten(routed))
     try:
         yield RoutedModel(model, routing)
