@@ -20,9 +20,10 @@ def test_samples_are_the_repositorys_from_another_folder(tmp_path, monkeypatch):
     assert root == REPO
     for yaml, cls in (("sft.yaml", None), ("dpo.yaml", DPOConfig)):
         cfg = build_config(root / "samples" / yaml, **({"cls": cls} if cls else {}))
-        paths = demo_cmd._in_repo(cfg, root)
-        assert set(paths) == {"data", "valid"}
-        assert all(Path(p).is_file() and Path(p).is_absolute() for p in paths.values())
+        changed = demo_cmd._sample_overrides(cfg, root)
+        assert set(changed) == {"data", "valid", "eval_every"} and changed["eval_every"] == 0  # start and end only
+        paths = [changed["data"], changed["valid"]]
+        assert all(Path(p).is_file() and Path(p).is_absolute() for p in paths)
 
 
 def test_no_samples_anywhere_is_a_clear_error(tmp_path, monkeypatch):
@@ -37,4 +38,4 @@ def test_no_samples_anywhere_is_a_clear_error(tmp_path, monkeypatch):
 
 def test_absolute_data_paths_are_left_alone(tmp_path):
     cfg = build_config(None, {"data": str(tmp_path / "t.jsonl"), "valid": None})
-    assert demo_cmd._in_repo(cfg, REPO) == {}
+    assert demo_cmd._sample_overrides(cfg, REPO) == {"eval_every": 0}
