@@ -242,12 +242,15 @@ def _trim_stop(tokens: list[int], stops: list[list[int]]) -> list[int]:
 
 def generate_batch(model, tokenizer, prompts: Sequence, sampling: Sampling | None = None, *, n: int = 1,
                    batch_size: int | None = None, return_logprobs: bool = False,
-                   on_progress: Callable[[int, int], None] | None = None) -> list[Completion]:
+                   on_progress: Callable[[int, int], None] | None = None,
+                   prompt_cache: Callable[[int], list] | None = None) -> list[Completion]:
     """Answer every prompt `n` times, decoding up to `batch_size` answers together.
 
     Returns len(prompts) * n completions, prompt-major: completion i * n + j is prompt i's j-th.
     The n answers of a prompt share its prompt's tokens but are drawn independently (greedy makes
-    them equal). on_progress(done, total) is called as answers finish.
+    them equal). on_progress(done, total) is called as answers finish. prompt_cache(i): a fresh
+    cache list for an answer to prompt i, instead of the model's own (state that must follow the
+    row through the batch, e.g. lora_routing.RoutedModel's adapter index).
     """
     from mlx_lm.generate import BatchGenerator
 
@@ -270,7 +273,8 @@ def generate_batch(model, tokenizer, prompts: Sequence, sampling: Sampling | Non
                              sampler=make_sampler(sampling), logits_processors=make_logits_processors(sampling),
                              completion_batch_size=batch_size, prefill_batch_size=min(batch_size, 8))
         try:
-            uids = gen.insert([encoded[i] for i, _ in rows], [sampling.max_tokens] * len(rows))
+            uids = gen.insert([encoded[i] for i, _ in rows], [sampling.max_tokens] * len(rows),
+                              caches=[prompt_cache(i) for i, _ in rows] if prompt_cache else None)
             for uid in uids:
                 tokens[uid], logprobs[uid] = [], []
             while responses := gen.next_generated():

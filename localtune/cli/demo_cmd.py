@@ -9,20 +9,41 @@ import time
 from pathlib import Path
 
 from localtune.cli.sampling_flags import add_sampling_flags, sampling_for, sampling_overrides
+from localtune.errors import LocaltuneError
 from localtune.runs.layout import DEFAULT_ROOT
 
-SAMPLES = Path("samples")
 DEMO_MAX_TOKENS = 128  # every Pip answer in samples/sft fits (325 of 325 but one, at 172 tokens)
+
+
+def repo_root() -> Path:
+    """The folder holding the demo's samples/: the repository this localtune runs from (a clone,
+    an editable install), else the working directory. The demo then works from any folder; a
+    LocaltuneError says what to do where neither has them (e.g. localtune installed from a wheel)."""
+    for root in (Path(__file__).resolve().parents[2], Path.cwd()):
+        if (root / "samples" / "sft.yaml").is_file():
+            return root
+    raise LocaltuneError("samples/ not found: `localtune demo` tunes on the repository's samples/ folder, "
+                         f"which is neither beside the localtune package ({Path(__file__).resolve().parents[2]}) "
+                         "nor in the current folder; run it in a clone of the repository (make demo)")
+
+
+def _sample_overrides(cfg, root: Path) -> dict:
+    """What the demo changes in a sample config: its relative data paths are the repository's
+    (samples/...), wherever the demo runs; and it validates at the start and the end only (the
+    lines it prints), not also mid-run as the sample configs do for a user's own runs (~40 s of a
+    15-minute demo on 2 cores)."""
+    paths = {k: str(root / v) for k in ("data", "valid") if (v := getattr(cfg, k)) and not Path(v).is_absolute()}
+    return paths | {"eval_every": 0}
 
 
 def register(sub) -> None:
     from localtune.cli.argtypes import positive_int
 
     p = sub.add_parser("demo", help="the main job: tune SmolLM2 on samples/ (SFT then DPO) and compare")
-    p.add_argument("--config", default=str(SAMPLES / "sft.yaml"), help="the SFT config")
-    p.add_argument("--dpo-config", default=str(SAMPLES / "dpo.yaml"), help="the DPO config")
-    p.add_argument("--prompts", default=str(SAMPLES / "sft" / "heldout_prompts.txt"),
-                   help="held-out prompts, one a line: judged with the validation prompts, shown side by side")
+    p.add_argument("--config", help="the SFT config (default: the repository's samples/sft.yaml)")
+    p.add_argument("--dpo-config", help="the DPO config (default: samples/dpo.yaml)")
+    p.add_argument("--prompts", help="held-out prompts, one a line: judged with the validation prompts, shown "
+                                     "side by side (default: samples/sft/heldout_prompts.txt)")
     p.add_argument("--iters", type=positive_int, help="SFT steps (overrides the config; e.g. 10 for a smoke run)")
     p.add_argument("--dpo-iters", type=positive_int, help="DPO steps (overrides the config)")
     p.add_argument("--no-dpo", action="store_true", help="stop after SFT")
@@ -64,15 +85,17 @@ def run(args) -> int:
     from localtune.cli.train_cmd import StopFlag
     from localtune.config import build_config
     from localtune.config_dpo import DPOConfig
-    from localtune.errors import LocaltuneError
     from localtune.models import resolve_model
     from localtune.train.dpo import dpo_task
     from localtune.train.sft import sft_task
 
     sampling_overrides(args)  # a bad sampling flag fails now, not after the training
+    samples = repo_root() / "samples"
+    config = args.config or str(samples / "sft.yaml")
+    dpo_config = args.dpo_config or str(samples / "dpo.yaml")
     info = backend.describe()
     print(f"device: {info['backend']} ({info['device']}), BLAS: {info['blas']}, MLX {info['mlx']}")
-    prompts_file = Path(args.prompts)
+    prompts_file = Path(args.prompts or samples / "sft" / "heldout_prompts.txt")
     if not prompts_file.exists():
         raise LocaltuneError(f"{prompts_file}: held-out prompts file not found")
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -80,16 +103,20 @@ def run(args) -> int:
 
     with TrainingDisplay() as show:
         stop.watch_output(show)
-        model_path = str(resolve_model(build_config(args.config).model, on_event=show))
-        sft_cfg = build_config(args.config, {"model": model_path, "out": f"{args.out}/demo-sft-{stamp}",
-                                             "iters": args.iters})
+        sft_yaml = build_config(config)
+        model_path = str(resolve_model(sft_yaml.model, on_event=show))
+        sft_cfg = build_config(config, {"model": model_path, "out": f"{args.out}/demo-sft-{stamp}",
+                                        "iters": args.iters, **(_sample_overrides(sft_yaml, samples.parent)
+                                                                 if not args.config else {})})
         print("\n== SFT: LoRA on the Pip instruction set")
         sft_run, sft_events = _train(sft_cfg, sft_task, show, stop)
         dpo_run = dpo_events = None
         if not args.no_dpo and not stop():
-            dpo_cfg = build_config(args.dpo_config, {"model": model_path, "adapter": str(sft_run),
-                                                     "out": f"{args.out}/demo-dpo-{stamp}",
-                                                     "iters": args.dpo_iters}, cls=DPOConfig)
+            dpo_yaml = build_config(dpo_config, cls=DPOConfig)
+            dpo_cfg = build_config(dpo_config, {"model": model_path, "adapter": str(sft_run),
+                                                "out": f"{args.out}/demo-dpo-{stamp}", "iters": args.dpo_iters,
+                                                **(_sample_overrides(dpo_yaml, samples.parent) if not args.dpo_config
+                                                   else {})}, cls=DPOConfig)
             print("\n== DPO: preference pairs, starting from the SFT adapter (reference = SFT model)")
             dpo_run, dpo_events = _train(dpo_cfg, dpo_task, show, stop)
 
@@ -102,8 +129,8 @@ def run(args) -> int:
         return stop.exit_status()
     from localtune.cli.demo_report import DemoSets, report
 
-    sets = DemoSets(heldout=prompts_file, valid=SAMPLES / "sft" / "valid.jsonl",
-                    ifeval=SAMPLES / "ifeval" / "heldout.jsonl", checks=SAMPLES / "pip_checks.yaml",
+    sets = DemoSets(heldout=prompts_file, valid=samples / "sft" / "valid.jsonl",
+                    ifeval=samples / "ifeval" / "heldout.jsonl", checks=samples / "pip_checks.yaml",
                     pairs=Path(dpo_cfg.valid) if dpo_run and dpo_cfg.valid else None)
     stages = [("base", None), ("SFT", sft_run)] + ([("DPO", dpo_run)] if dpo_run else [])
     sampling = sampling_for(args, model_path, max_tokens=DEMO_MAX_TOKENS)
@@ -115,7 +142,9 @@ def run(args) -> int:
 
 
 def _eval_progress(e: dict) -> None:
-    if e.get("event") == "eval" and e.get("stage") == "done":
+    if e.get("event") == "eval" and e.get("stage") == "model":
+        print(f"  {e['model']}: answering {e['rows']} prompts in one batched pass ...", flush=True)
+    elif e.get("event") == "eval" and e.get("stage") == "done":
         n = e.get("numbers") or {}
-        print(f"  {e['model']}: {e['seconds']:.0f} s, ended {n.get('ended', 0):.2f}, loops {n.get('loops', 0):.2f}",
-              flush=True)
+        print(f"  {e['model']}: {e['seconds']:.0f} s, ended {n.get('ended', 0):.2f}, loops {n.get('loops', 0):.2f} "
+              f"(all its prompts)", flush=True)

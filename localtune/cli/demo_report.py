@@ -22,28 +22,34 @@ class DemoSets:
 
 
 def judge(model_path, stages: list[tuple[str, Path | None]], sets: DemoSets, sampling, *, on_event=None) -> dict:
-    """{"pip": [ModelEval], "ifeval": [ModelEval], "preference": {name: accuracy}, "out": folder}."""
+    """{"pip": [ModelEval], "ifeval": [ModelEval], "preference": {name: accuracy}, "out": folder}.
+
+    Every model answers the Pip and the IFEval prompts in ONE batched pass, all models together
+    (compare(together=True): each row decoded with its own adapter), so the batch stays full and
+    only one tail of long answers is paid; the answers are then split into the two evaluations.
+    Preference accuracy: one forward pass over the pairs per model."""
     from localtune.data.prompts import read_data_prompts, read_ifeval, read_prompt_file
-    from localtune.eval import (AdapterSwitch, Variant, compare, default_out_dir, load_checks, prepare_out_dir,
-                                write_results)
+    from localtune.eval import (AdapterSwitch, ModelEval, Variant, compare, default_out_dir, load_checks,
+                                prepare_out_dir, write_results)
     from localtune.models import load_model
-    from localtune.train.dpo import preference_report
+    from localtune.train.dpo import preference_accuracy
 
     pip_rows = read_prompt_file(sets.heldout) + read_data_prompts(sets.valid)[0]
     ifeval_rows = read_ifeval(str(sets.ifeval))
-    checks = load_checks(sets.checks)
+    checks = load_checks(sets.checks)  # they apply to the Pip rows only (their sources)
     variants = [Variant(name, Path(run) if run else None) for name, run in stages]
     model, tokenizer = load_model(model_path)
-    out = {"pip": compare(model, tokenizer, pip_rows, variants, sampling, checks=checks, on_event=on_event),
-           "ifeval": compare(model, tokenizer, ifeval_rows, variants, sampling, on_event=on_event),
+    evals = compare(model, tokenizer, pip_rows + ifeval_rows, variants, sampling, checks=checks,
+                    on_event=on_event, together=True)
+    n = len(pip_rows)
+    out = {"pip": [ModelEval(e.name, e.answers[:n], e.adapter, e.seconds) for e in evals],
+           "ifeval": [ModelEval(e.name, e.answers[n:], e.adapter, e.seconds) for e in evals],
            "preference": {}}
     if sets.pairs:
         switch = AdapterSwitch(model)
-        for v in variants[1:]:
+        for v in variants:
             switch.activate(v)
-            report = preference_report(model, tokenizer, sets.pairs)
-            out["preference"].setdefault("base", report["base"])
-            out["preference"][v.name] = report["tuned"]
+            out["preference"][v.name] = preference_accuracy(model, tokenizer, sets.pairs)
     last = next((run for _, run in reversed(stages) if run), None)
     meta = {"model_path": str(model_path), "sampling": sampling.to_dict(), "checks": [c.describe() for c in checks]}
     folder = default_out_dir(last)  # RUN/eval/<time>: a -pip and an -ifeval evaluation beside it

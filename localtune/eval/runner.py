@@ -21,6 +21,7 @@ from localtune.eval.results import HEALTH_NUMBERS, IFEVAL_NUMBERS, Answer, Model
 from localtune.eval.variants import AdapterSwitch, Variant
 from localtune.events import EvalProgress
 from localtune.generate import Completion, Sampling, generate_batch
+from localtune.lora_routing import routable, routed_adapters
 
 
 class Scorer(Protocol):
@@ -68,6 +69,12 @@ def evaluate(model, tokenizer, rows: Sequence[PromptRow], sampling: Sampling | N
 
     completions = generate_batch(model, tokenizer, [r.messages for r in rows], sampling,
                                  batch_size=batch_size, on_progress=progress)
+    return _judged(name, adapter, rows, completions, checks, scorers, started, emit)
+
+
+def _judged(name: str, adapter: str | None, rows: Sequence[PromptRow], completions: Sequence[Completion],
+            checks: Sequence[UserCheck], scorers: Sequence[Scorer], started: float, emit) -> ModelEval:
+    """One model's answers judged and scored; the "done" event. `seconds`: since `started`."""
     answers = [judge(name, r, c, checks) for r, c in zip(rows, completions)]
     for scorer in scorers:
         values = list(scorer.score(answers))
@@ -85,9 +92,17 @@ def evaluate(model, tokenizer, rows: Sequence[PromptRow], sampling: Sampling | N
 def compare(model, tokenizer, rows: Sequence[PromptRow], variants: Sequence[Variant],
             sampling: Sampling | None = None, *, checks: Sequence[UserCheck] = (),
             scorers: Sequence[Scorer] = (), batch_size: int | None = None,
-            on_event: Callable[[dict], None] | None = None) -> list[ModelEval]:
-    """Each variant (base, adapters) answers the same rows from ONE loaded model, in order."""
+            on_event: Callable[[dict], None] | None = None, together: bool = False) -> list[ModelEval]:
+    """Each variant (base, adapters) answers the same rows from ONE loaded model, in order.
+
+    together: all variants answer in one batched pass, each row with its own adapter
+    (lora_routing), where that is possible (plain LoRA adapters, no scorers: a scorer may use the
+    loaded model); every ModelEval's `seconds` then counts from the start of that shared pass. Otherwise one variant
+    after another."""
     check_rows(rows)
+    if together and len(variants) > 1 and not scorers and routable([v.adapter for v in variants]):
+        return _compare_together(model, tokenizer, rows, variants, sampling, checks, batch_size,
+                                 on_event or (lambda e: None))
     switch = AdapterSwitch(model)
     results = []
     for v in variants:
@@ -96,3 +111,20 @@ def compare(model, tokenizer, rows: Sequence[PromptRow], variants: Sequence[Vari
                                 adapter=str(v.adapter) if v.adapter else None, checks=checks,
                                 scorers=scorers, batch_size=batch_size, on_event=on_event))
     return results
+
+
+def _compare_together(model, tokenizer, rows, variants, sampling, checks, batch_size, emit) -> list[ModelEval]:
+    started = time.perf_counter()
+    names = "+".join(v.name for v in variants)
+    emit(EvalProgress("model", names, rows=len(rows) * len(variants)).to_dict())
+
+    def progress(done: int, total: int) -> None:
+        emit(EvalProgress("generate", names, done=done, total=total).to_dict())
+
+    n = len(rows)
+    with routed_adapters(model, [v.adapter for v in variants]) as routed:
+        completions = generate_batch(routed, tokenizer, [r.messages for r in rows] * len(variants), sampling,
+                                     batch_size=batch_size, on_progress=progress,
+                                     prompt_cache=lambda i: routed.prompt_cache(i // n))
+    return [_judged(v.name, str(v.adapter) if v.adapter else None, rows, completions[k * n:(k + 1) * n], checks,
+                    (), started, emit) for k, v in enumerate(variants)]

@@ -2,8 +2,6 @@
 head reads the state the LM head reads, held-out accuracy rises from 0 (zero head), and the scorer,
 on its own copy or inside an already loaded SmolLM2, reproduces the run's own validation numbers."""
 
-import itertools
-
 import mlx.core as mx
 import numpy as np
 import pytest
@@ -18,14 +16,9 @@ from localtune.reward.model import RewardModel
 from localtune.reward.score_file import score_file
 from localtune.train.reward import reward_task
 from localtune.train.session import run_training
+from sample_pairs import run_on_pairs
 
 pytestmark = pytest.mark.integration
-
-
-def head(src, dst, n):
-    with open(src) as f, open(dst, "w") as g:
-        g.writelines(itertools.islice(f, n))
-    return dst
 
 
 def test_smollm2_backbone_output_is_what_the_lm_head_reads(smollm2_dir):
@@ -37,8 +30,8 @@ def test_smollm2_backbone_output_is_what_the_lm_head_reads(smollm2_dir):
 
 
 def test_short_reward_run_learns_and_scores_the_same_inside_a_loaded_model(smollm2_dir, tmp_path):
-    train = head("samples/dpo/train.jsonl", tmp_path / "train.jsonl", 16)
-    valid = head("samples/dpo/valid.jsonl", tmp_path / "valid.jsonl", 8)
+    train = run_on_pairs("samples/dpo/train.jsonl", tmp_path / "train.jsonl", 16)
+    valid = run_on_pairs("samples/dpo/valid.jsonl", tmp_path / "valid.jsonl", 8)
     cfg = build_config(None, dict(model=str(smollm2_dir), data=str(train), valid=str(valid),
                                   out=str(tmp_path / "run"), iters=8, batch_size=2, lr=5e-4, lora_layers=4,
                                   max_seq_len=256, eval_every=0, save_every=0), cls=RewardConfig)

@@ -8,7 +8,9 @@ from localtune.cli.demo_report import DemoSets, judge, side_by_side, table
 from localtune.config_dpo import DPOConfig
 from localtune.generate import Sampling
 from localtune.runs import list_evals
-from localtune.train.dpo import dpo_task
+from localtune.lora import load_adapter
+from localtune.models import load_model
+from localtune.train.dpo import dpo_task, preference_report
 from localtune.train.session import run_training
 from localtune.train.sft import sft_task
 
@@ -33,6 +35,11 @@ def test_demo_report_judges_base_sft_and_dpo(tiny_model_dir, tiny_config, tmp_pa
     assert {s["answers"] for s in pip.values()} == {5}  # 2 held-out + 3 validation prompts
     assert {e.summary()["answers"] for e in result["ifeval"]} == {34}
     assert set(result["preference"]) == {"base", "SFT", "DPO"}
+    # one pass per model gives what preference_report (tuned and base from the same batches) gives
+    model, tok = load_model(tiny_model_dir)
+    load_adapter(model, dpo)
+    report = preference_report(model, tok, pairs)
+    assert (result["preference"]["base"], result["preference"]["DPO"]) == (report["base"], report["tuned"])
 
     text = table(result).splitlines()
     assert text[0].split() == ["answers", "base", "SFT", "DPO"]

@@ -209,3 +209,28 @@ def test_data_rows_are_answered_without_their_last_answer(setup):
     assert answer["source"] == "data" and answer["prompt"] == "Q" and answer["reference"] == "the old answer"
     assert json.loads((out / "summary.json").read_text())["prompt_sets"] == [
         {"kind": "data", "source": str(valid), "rows": 1}]
+
+
+def test_together_one_pass_gives_each_models_own_answers(setup):
+    """compare(together=True) decodes base and adapters of different ranks in ONE batch (each row
+    routed to its adapter): the same answers as one model after another, and the model is left with
+    no adapter layers."""
+    from localtune.lora import lora_modules
+
+    rows = read_ifeval(setup["ifeval"]) + read_prompt_file(setup["prompts"])
+    variants = variants_for([setup["a"], setup["b"]])
+    model, tok = load_model(setup["model"])
+    s = Sampling(max_tokens=10)
+    checks = load_checks(setup["checks"])
+    apart = compare(model, tok, rows, variants, s, checks=checks)
+    events = []
+    together = compare(model, tok, rows, variants, s, checks=checks, together=True, batch_size=5,
+                       on_event=events.append)
+    assert [e.name for e in together] == ["base", "run-a", "run-b"]
+    for one, other in zip(apart, together):
+        assert [a.completion.text for a in one.answers] == [a.completion.text for a in other.answers]
+        assert one.summary() | {"seconds": 0} == other.summary() | {"seconds": 0}
+    assert len({tuple(a.completion.text for a in e.answers) for e in together}) == 3  # three different models
+    assert [e["model"] for e in events if e["stage"] == "model"] == ["base+run-a+run-b"]
+    assert [e["model"] for e in events if e["stage"] == "done"] == ["base", "run-a", "run-b"]
+    assert lora_modules(model) == []

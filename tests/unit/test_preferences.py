@@ -2,6 +2,7 @@
 final response only; `data check`/`data stats` understand pair files; the shipped samples hold."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -139,20 +140,32 @@ def test_sample_preference_sets(capsys):
     for name in ("train.jsonl", "valid.jsonl"):
         for line in (SAMPLES / "sft" / name).read_text().splitlines():
             sft_prompts |= {m["content"].strip() for m in json.loads(line)["messages"] if m["role"] == "user"}
-    seen, styled = set(), {True: 0, False: 0}
+    def ayes(text):
+        return len(re.findall(r"(?i)\baye\b", text))
+
+    def pip_shaped(text):  # one greeting, one sign-off, nothing after it
+        return text.startswith("Aye! ") and text.endswith("\nFair winds! ⛵") and ayes(text) == 1 \
+            and text.count("Fair winds!") == 1
+
+    seen, kinds = set(), {}
     for name, low, high in (("train.jsonl", 110, 140), ("valid.jsonl", 25, 40)):
         ds = read_preferences(SAMPLES / "dpo" / name)
         assert ds.problems == [] and low <= len(ds.examples) <= high, (name, len(ds.examples))
         assert {ex.format for ex in ds.examples} == {"prompt_chosen_rejected", "messages"}
         for ex in ds.examples:
             where = f"{name}:{ex.line}"
-            assert ex.chosen.startswith("Aye! ") and ex.chosen.endswith("\nFair winds! ⛵"), where
-            styled[ex.rejected.startswith("Aye! ") and ex.rejected.endswith("\nFair winds! ⛵")] += 1
+            assert pip_shaped(ex.chosen), where
+            kind = "content" if pip_shaped(ex.rejected) else "unstyled" if ayes(ex.rejected) == 0 else "shape"
+            kinds[name, kind] = kinds.get((name, kind), 0) + 1
+            if name == "train.jsonl":  # DPO learns the difference: fewer "Aye"s rejected = "say Aye more"
+                assert ayes(ex.rejected) >= ayes(ex.chosen), where
             user = ex.prompt[-1]["content"].strip()
             assert user not in sft_prompts, where  # prompts differ from the SFT samples
             assert user not in seen, where  # and from each other (train and valid disjoint)
             seen.add(user)
-    # Rejected answers are worse in both ways: wrong style, or the right style with worse content.
-    assert styled[True] >= 20 and styled[False] >= 60, styled
+    # Rejected answers are worse one way: worse content in Pip's shape, or Pip's shape broken (a
+    # second greeting, repeats, no end); valid also keeps unstyled ones (does the style generalise?).
+    assert kinds["train.jsonl", "content"] >= 60 and kinds["train.jsonl", "shape"] >= 40, kinds
+    assert ("train.jsonl", "unstyled") not in kinds and kinds["valid.jsonl", "unstyled"] >= 10, kinds
     assert main(["data", "check", str(SAMPLES / "dpo" / "train.jsonl"), str(SAMPLES / "dpo" / "valid.jsonl")]) == 0
     capsys.readouterr()
