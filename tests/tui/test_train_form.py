@@ -60,10 +60,10 @@ async def test_loading_a_yaml_resets_values_and_hidden_keys(tui_env):
         await load_yaml(pilot, app, SAMPLES / "sft.yaml")
         values = form.all_values()
         assert "adapter" not in values and "beta" not in values and "keep_checkpoints" not in values
-        assert values["warmup"] == 5 and values["iters"] == 60  # sft.yaml's, not the DPO file's
+        assert values["warmup"] == 10 and values["iters"] == 120  # sft.yaml's, not the DPO file's
         app.screen.query_one("#f-advanced").collapsed = False  # built now, with the loaded values
         await wait_until(pilot, lambda: form.advanced_built, what="the advanced fields")
-        assert app.screen.query_one("#f-warmup").value == "5" and app.screen.query_one("#f-keep_checkpoints").value == ""
+        assert app.screen.query_one("#f-warmup").value == "10" and app.screen.query_one("#f-keep_checkpoints").value == ""
         assert form.all_values() == values
         assert app.screen.query_one("#f-adapter").value == ""
         # switching kind keeps common fields and never sends the other mode's
