@@ -6,6 +6,7 @@ answer is then not trained on, and counted in the reward_missing metric).
 """
 
 import re
+import string
 
 
 def exact_answer(prompt, completion, row):
@@ -36,3 +37,34 @@ def no_loops(prompt, completion, row):
     from localtune.eval.health import loops
 
     return 0.0 if loops(completion) or _CHARACTER_RUN.search(completion) else 1.0
+
+
+# Characters an answer in words is made of; anything else (emoji, symbols) counts against it.
+_TEXT_PUNCTUATION = set(string.punctuation) | set("“”‘’–—…¿¡«»„·•")
+
+
+def mostly_words(completion, limit=0.05):
+    """True when the answer has a word and at most `limit` of its visible characters are neither
+    letters, digits nor punctuation. An emoji string has no capitals, no commas and no forbidden
+    word, so IFEval's lowercase, no-comma and forbidden-word checks pass it."""
+    visible = [c for c in completion if not c.isspace()]
+    if not any(c.isalpha() for c in visible):
+        return False
+    other = sum(not (c.isalnum() or c in _TEXT_PUNCTUATION) for c in visible)
+    return other <= limit * len(visible)
+
+
+def clean_ifeval(prompt, completion, row):
+    """The share of the row's IFEval instructions followed (strict, as --reward ifeval), but 0 for
+    an answer that loops (no_loops) or is not mostly words: the hacks a policy finds first when
+    rewarded by IFEval's checks alone (an emoji run passes "all lowercase" and "no commas", a
+    repeated title passes "include a title"). None (no verdict) for a row without instructions."""
+    from localtune.eval.ifeval import check
+
+    ids = row.get("instruction_id_list")
+    if not ids:
+        return None
+    if not no_loops(prompt, completion, row) or not mostly_words(completion):
+        return 0.0
+    results = check(completion, ids, row.get("kwargs") or [{}] * len(ids), row.get("prompt", prompt))
+    return sum(r.strict for r in results) / len(results)
