@@ -112,6 +112,13 @@ def test_the_sample_ifeval_sets_cover_every_family_and_type():
     train, heldout = read_ifeval(root / "train.jsonl"), read_ifeval(root / "heldout.jsonl")
     assert len(heldout) >= 30 and len(train) >= 20
     assert not {r.prompt for r in train} & {r.prompt for r in heldout}
+    # Held out means another task, not only other wording: no training prompt opens with a held-out
+    # prompt's first sentence (the task; the instruction sentences are IFEval's and shared).
+    def task(prompt):
+        return prompt.split(". ")[0].split("? ")[0].strip().rstrip(".?").casefold()
+
+    assert not {task(r.prompt) for r in train} & {task(r.prompt) for r in heldout}
+    assert len({r.key for r in train} | {r.key for r in heldout}) == len(train) + len(heldout)
     for rows in (train, heldout):
         check_rows(rows)  # every instruction has the kwargs its checker needs
         ids = {i for r in rows for i in r.instruction_id_list}

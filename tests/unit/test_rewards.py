@@ -206,3 +206,45 @@ def test_open_sources_builds_each_kind_with_its_weight(tmp_path, rewards_py):
         ("IFEvalReward", "ifeval", 0.5), ("ChecksReward", "checks", 1.0), ("LengthReward", "length", 2.0),
         ("PythonReward", "python_exact", 1.0)]
     assert not math.isnan(sources[2].value(2)) and os.path.isabs(str(rewards_py))
+
+
+def test_the_sample_no_loops_reward_is_evals_loop_verdict_plus_character_runs():
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "samples" / "grpo" / "rewards.py"
+    src = PythonReward(str(path), "no_loops", weight=0.5)
+    rows = read_rl_prompts_rows(path.parent / "prompts.jsonl", 6)
+    answers = ["Take a map.\nTake water.\nTake a map.\nTake a map.",  # a line 3 times: eval's loop
+               "I like it because I like it because I like it because I like it.",  # a 4-gram 3 times
+               "Rain " + "🌧" * 12,  # one character over and over: no words, one line
+               "First idea: a museum.\n******\nSecond idea: a film.",  # IFEval's 6-star divider is no loop
+               "A.\n\n***\n\nB.",
+               "A calm, short answer that ends."]
+    assert src.score(rows, ["p"] * 6, answers) == [0.0, 0.0, 0.0, 1.0, 1.0, 1.0]
+
+
+def read_rl_prompts_rows(path, n):
+    rows = read_rl_prompts(str(path))
+    return (rows * n)[:n]
+
+
+def test_the_sample_clean_ifeval_reward_zeroes_the_hacks_that_pass_ifevals_checks():
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "samples" / "grpo" / "rewards.py"
+    src = PythonReward(str(path), "clean_ifeval")
+    rows = read_rl_prompts(str(path.parent.parent / "ifeval" / "train.jsonl"))
+    no_comma = next(r for r in rows if r.fields["instruction_id_list"] == ["punctuation:no_comma"])
+    answers = ["Children run and swing and the slide is warm from the sun.",  # follows: 1
+               "Children run, swing and slide.",  # a comma: 0, as ifeval
+               "🌱🌿🌸🌼🌻🌺🌷🌹🍀🌵",  # no comma at all, but no words either
+               "Kids play.\nKids play.\nKids play.",  # no comma, but a loop
+               "Kids laugh — the swings creak… what a day!"]  # typographic punctuation is text
+    assert src.score([no_comma] * 5, ["p"] * 5, answers) == [1.0, 0.0, 0.0, 0.0, 1.0]
+    assert IFEvalReward().score([no_comma] * 3, ["p"] * 3, answers[1:4]) == [0.0, 1.0, 1.0]  # what it fixes
+    assert src.score(read_rl_prompts_rows(path.parent / "prompts.jsonl", 1), ["p"], ["an answer"]) == [None]
+
+
+def read_rl_prompts_rows(path, n):
+    rows = read_rl_prompts(str(path))
+    return (rows * n)[:n]
