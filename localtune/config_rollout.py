@@ -31,6 +31,9 @@ class RolloutConfig(TrainConfig):
                                     "as it is)", choices=TRUNCATED)
     truncation_penalty: float = _f(1.0, "what --truncated penalize subtracts from a cut-off answer's reward")
     generate_batch_size: int = _f(0, "answers decoded together (0: all answers of a batch at once)")
+    micro_batch: int = _f(2, "answers per forward/backward pass of the update (and of the no-gradient log-prob "
+                             "passes); their gradients are summed into exactly the update of all answers at once: "
+                             "smaller uses less memory, larger may be a little faster")
 
     def mode_problems(self) -> list[str]:
         problems = super().mode_problems() + check_mode_fields(self, ROLLOUT_FIELDS)
@@ -60,6 +63,9 @@ class RolloutConfig(TrainConfig):
             problems.append("truncation_penalty must be >= 0")
         if self.generate_batch_size < 0:
             problems.append("generate_batch_size must be >= 0")
+        if self.micro_batch < 1:
+            problems.append("micro_batch must be >= 1 (answers per forward/backward pass; a number at least "
+                            "--batch-size x the answers per prompt does all of them at once)")
         for name, why in (("pack", "answers are generated, not packed"), ("train_on_prompt", "the loss is on answers"),
                           ("format", "prompt files are read by their keys"), ("columns", "prompt rows are read by "
                                                                                           "their keys")):
@@ -85,4 +91,4 @@ class RolloutConfig(TrainConfig):
 
 
 ROLLOUT_FIELDS = {"reward", "max_completion", "temperature", "top_p", "top_k", "min_p", "repetition_penalty",
-                  "truncated", "truncation_penalty", "generate_batch_size"}
+                  "truncated", "truncation_penalty", "generate_batch_size", "micro_batch"}

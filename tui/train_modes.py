@@ -106,7 +106,8 @@ ROLLOUT = (FieldSpec("reward", "rewards", type="rewards"), FieldSpec("max_comple
     FieldSpec(key, label, advanced=True) for key, label in (
         ("temperature", "temperature"), ("top_p", "top p"), ("top_k", "top k"), ("min_p", "min p"),
         ("repetition_penalty", "repeat penalty"), ("truncated", "cut-off answers"),
-        ("truncation_penalty", "cut-off penalty"), ("generate_batch_size", "generate batch")))
+        ("truncation_penalty", "cut-off penalty"), ("generate_batch_size", "generate batch"),
+        ("micro_batch", "answers / pass")))
 GRPO_ONLY = (
     FieldSpec("algo", "algorithm"), FieldSpec("group_size", "group size"), FieldSpec("kl_beta", "KL beta"),
     FieldSpec("clip_epsilon", "clip epsilon", advanced=True),

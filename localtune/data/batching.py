@@ -113,6 +113,30 @@ def target_positions(ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.
     return positions, ids[:, 1:].reshape(-1)[positions]
 
 
+def take_rows(batch, rows: list[int]) -> tuple[Batch, np.ndarray]:
+    """Rows `rows` of a collated batch (anything with ids, mask, lengths in this module's
+    convention, not packed) as a Batch of their own, padded to their own longest row; and where
+    each of its targets sits in the whole batch's flat target order. Micro-batches of one batch
+    (the update and the log-prob passes of online RL) are made with it."""
+    ids, mask = np.array(batch.ids)[rows], np.array(batch.mask)[rows]
+    lengths = [batch.lengths[r] for r in rows]
+    width = max(max(lengths), 2)
+    ids, mask = ids[:, :width], mask[:, :width]  # the rest is padding: mask is False there
+    positions, targets = target_positions(ids, mask)
+    per_row = np.array(batch.mask)[:, 1:].sum(axis=1)  # targets are row-major: a row's are contiguous
+    first = np.concatenate([[0], np.cumsum(per_row)[:-1]])
+    index = np.concatenate([np.arange(first[r], first[r] + per_row[r]) for r in rows]).astype(np.int64)
+    part = Batch(mx.array(ids), mx.array(mask), lengths, list(rows), mx.array(positions.astype(np.int32)),
+                 mx.array(targets), mx.array((positions // (width - 1)).astype(np.int32)),
+                 dummy=getattr(batch, "dummy", False))
+    return part, index
+
+
+def row_chunks(n: int, size: int) -> list[list[int]]:
+    """0..n-1 in consecutive chunks of at most `size` (the last may be shorter)."""
+    return [list(range(start, min(n, start + size))) for start in range(0, n, size)]
+
+
 class BatchStream:
     """Endless training batches over epochs; `position` is all that resume needs.
 

@@ -30,7 +30,7 @@ import localtune  # noqa: F401
 import mlx.core as mx
 
 from localtune.data.batching import BatchStream, collate
-from localtune.train.logits import target_logprobs
+from localtune.train.logits import target_logprobs, target_logprobs_by_rows
 from localtune.train.rollouts import Rollout, RolloutSampler, load_prompts, rollout_metrics, rollout_seed
 
 STD_EPS = 1e-4  # TRL's epsilon in (r - mean) / (std + eps)
@@ -77,12 +77,14 @@ def token_objective(logp, old_logp, ref_logp, advantages, beta: float, epsilon: 
     return loss, clipped, kl
 
 
-def aggregate(token_loss, token_weight, target_rows, n_rows: int, algo: str, max_completion: int):
+def aggregate(token_loss, token_weight, target_rows, n_rows: int, algo: str, max_completion: int, n=None):
     """The batch loss from per-token losses, and the number of answers it averages over.
-    token_weight (per token) is 1 for answers that are trained on, 0 for the others."""
+    token_weight (per token) is 1 for answers that are trained on, 0 for the others. `n`: the
+    number to average over when it is not this batch's own (a micro-batch's: its whole batch's)."""
     answers = mx.zeros((n_rows,), mx.float32).at[target_rows].add(token_weight)  # tokens per answer
     trained = (answers > 0).astype(mx.float32)
-    n = mx.maximum(trained.sum(), 1.0)
+    if n is None:
+        n = mx.maximum(trained.sum(), 1.0)
     if algo == "dr-grpo":
         return (token_loss * token_weight).sum() / (n * max_completion), n
     sums = mx.zeros((n_rows,), mx.float32).at[target_rows].add(token_loss * token_weight)
@@ -111,6 +113,8 @@ class GRPOBatch:
     old_logps: mx.array | None = None  # per target token (only with --updates-per-batch > 1)
     stats: dict = field(default_factory=dict)  # rollout_stats, reported as metrics
     dummy: bool = False
+    # A micro-batch (split()): (answers trained on, their tokens) of the whole batch, and its number of parts.
+    whole: tuple[float, float, int] | None = None
 
     @property
     def ntokens(self) -> int:
@@ -119,6 +123,33 @@ class GRPOBatch:
     @property
     def ntargets(self) -> int:
         return int(self.targets.size)
+
+    def split(self, answers: int) -> list["GRPOBatch"]:
+        """The batch as micro-batches of at most `answers` answers, for the loop to differentiate
+        one at a time (--micro-batch: the activations of a few answers in memory, not of all).
+        Each part is normalised by the whole batch's counts and carries 1/K of its weight, so
+        the loop's weighted sum of the K parts' losses and gradients is the whole batch's.
+        Advantages were computed over whole groups (assemble), before any split."""
+        from localtune.data.batching import row_chunks, take_rows
+
+        n = len(self.rows)
+        if answers >= n:
+            return [self]
+        tokens = np.array(self.mask)[:, 1:].sum(axis=1)
+        trained = (np.array(self.valid) > 0) & (tokens > 0)
+        whole_answers, whole_tokens = max(float(trained.sum()), 1.0), max(float(tokens[trained].sum()), 1.0)
+        chunks = row_chunks(n, answers)
+        parts = []
+        for chunk in chunks:
+            b, index = take_rows(self, chunk)
+            at = mx.array(index)
+            parts.append(GRPOBatch(
+                b.ids, b.mask, b.lengths, [self.rows[r] for r in chunk], b.positions, b.targets, b.target_rows,
+                self.advantages[chunk[0]: chunk[-1] + 1], self.valid[chunk[0]: chunk[-1] + 1],
+                ref_logps=None if self.ref_logps is None else self.ref_logps[at],
+                old_logps=None if self.old_logps is None else self.old_logps[at],
+                stats=self.stats, dummy=self.dummy, whole=(whole_answers, whole_tokens, len(chunks))))
+        return parts
 
 
 def assemble(rollouts: list[Rollout], prompt_ids, group_size: int, algo: str) -> GRPOBatch:
@@ -179,12 +210,13 @@ class GRPOStream(BatchStream):
         from localtune.train.reference import eval_mode, reference_policy
 
         model, cfg = self.sampler.model, self.cfg
+        # --micro-batch answers at a time: this pass must not hold more than the update does.
         if ref is None and cfg.kl_beta > 0:
             with reference_policy(model, self.start_weights):
-                ref = target_logprobs(model, batch, cfg.temperature)
+                ref = target_logprobs_by_rows(model, batch, cfg.temperature, cfg.micro_batch)
         if old is None and cfg.updates_per_batch > 1:
             with eval_mode(model):
-                old = target_logprobs(model, batch, cfg.temperature)
+                old = target_logprobs_by_rows(model, batch, cfg.temperature, cfg.micro_batch)
         batch.ref_logps = None if ref is None else mx.stop_gradient(mx.array(ref))
         batch.old_logps = None if old is None else mx.stop_gradient(mx.array(old))
         mx.eval([a for a in (batch.ref_logps, batch.old_logps) if a is not None])
@@ -224,7 +256,10 @@ class GRPOStream(BatchStream):
 # --- the loss the loop calls ------------------------------------------------------------------
 
 class GRPOLoss:
-    """loss_fn(model, batch) -> (loss, answers trained on, metrics) for GRPO / Dr. GRPO / RLOO."""
+    """loss_fn(model, batch) -> (loss, answers trained on, metrics) for GRPO / Dr. GRPO / RLOO.
+    A micro-batch (GRPOBatch.split, `batch.whole` set) averages over its whole batch's answers and
+    tokens and counts K times, with 1/K of the weight: its share of the whole batch's loss,
+    scaled so that the loop's weighted mean of the parts is exactly the one-shot loss."""
 
     def __init__(self, cfg):
         self.cfg = cfg
@@ -237,8 +272,15 @@ class GRPOLoss:
         weight = batch.valid[rows]
         per_token, clipped, kl = token_objective(logp, old, batch.ref_logps, batch.advantages[rows],
                                                  cfg.kl_beta, cfg.clip_epsilon)
-        loss, n = aggregate(per_token, weight, rows, len(batch.rows), cfg.algo, cfg.max_completion)
-        tokens = mx.maximum(weight.sum(), 1.0)
+        if batch.whole is None:
+            loss, n = aggregate(per_token, weight, rows, len(batch.rows), cfg.algo, cfg.max_completion)
+            tokens = mx.maximum(weight.sum(), 1.0)
+        else:
+            answers, tokens, parts = batch.whole
+            loss, _ = aggregate(per_token, weight, rows, len(batch.rows), cfg.algo, cfg.max_completion,
+                                n=mx.array(answers / parts, mx.float32))
+            n = mx.array(answers / parts, mx.float32)
+            tokens = tokens / parts
         metrics = {"clip_fraction": (clipped.astype(mx.float32) * weight).sum() / tokens}
         if kl is not None:
             metrics["kl"] = (kl * weight).sum() / tokens

@@ -43,6 +43,9 @@ class LoopSettings:
     # scaled by its tokens / this, so every token weighs the same whatever its batch's size.
     targets_per_step: float | None = None
     weight_unit: str = "tokens"  # what the loss's weight counts (train/task.py), for the reports
+    # Rows per forward/backward for batches that can be split (`batch.split(n)`, online RL: answers);
+    # 0: whole batches. The parts' weighted gradients sum to the whole batch's (train/task.py).
+    micro_batch: int = 0
 
 
 @dataclass
@@ -86,6 +89,41 @@ def evaluate(model: nn.Module, loss_fn, batches: Iterable, progress=None) -> dic
     return out
 
 
+def accumulate(loss_and_grad, model, batches: Iterable, micro_batch: int = 0, summed: bool = False):
+    """One optimizer step's (grads, loss, weight, counts, metrics) over `batches` (its --grad-accum
+    batches): the weighted mean of their losses and gradients, so k batches of b rows equal one
+    batch of k*b exactly. A batch that can be split (`batch.split`, train/task.py) is
+    differentiated `micro_batch` rows at a time (0: whole), each part evaluated before the next.
+    `summed`: weight even a single batch (the caller knows more than one will come)."""
+    grads_sum, loss_sum, weight_sum, metrics_sum = None, 0.0, 0.0, {}
+    counts = {"tokens": 0, "targets": 0}
+    for batch in batches:
+        split = getattr(batch, "split", None)
+        parts = split(micro_batch) if micro_batch and split else [batch]
+        summed = summed or len(parts) > 1
+        for part in parts:
+            (loss, weight, metrics), grads = loss_and_grad(model, part)
+            if summed:
+                grads = tree_map(lambda g: g * weight, grads)
+                grads_sum = grads if grads_sum is None else tree_map(mx.add, grads_sum, grads)
+            else:
+                grads_sum = grads
+            loss_sum = loss_sum + loss * weight
+            weight_sum = weight_sum + weight
+            metrics_sum = {k: metrics_sum.get(k, 0.0) + v * weight for k, v in metrics.items()}
+            if len(parts) > 1:
+                # Evaluated now, so this part's activations are freed before the next part's forward:
+                # what keeps a split batch's peak memory at one part's.
+                mx.eval(grads_sum, loss_sum, weight_sum, metrics_sum)
+        if not batch.dummy:  # a data-parallel stand-in trains nothing
+            counts["tokens"] += batch.ntokens
+            counts["targets"] += batch.ntargets
+    if summed:
+        grads_sum = tree_map(lambda g: g / weight_sum, grads_sum)
+    metrics = {k: v / weight_sum for k, v in metrics_sum.items()}
+    return grads_sum, loss_sum / weight_sum, weight_sum, counts, metrics
+
+
 def train(
     model: nn.Module,
     optimizer,
@@ -121,27 +159,8 @@ def train(
     backend.reset_peak_memory()
 
     def step_once():
-        grads_sum, loss_sum, weight_sum, metrics_sum = None, 0.0, 0.0, {}
-        counts = {"tokens": 0, "targets": 0}
-        for _ in range(accum):
-            batch = next_batch()
-            (loss, weight, metrics), grads = loss_and_grad(model, batch)
-            if accum > 1:
-                # Weighted sum, so k micro-batches of b equal one batch of k*b exactly.
-                grads = tree_map(lambda g: g * weight, grads)
-                grads_sum = grads if grads_sum is None else tree_map(mx.add, grads_sum, grads)
-            else:
-                grads_sum = grads
-            loss_sum = loss_sum + loss * weight
-            weight_sum = weight_sum + weight
-            metrics_sum = {k: metrics_sum.get(k, 0.0) + v * weight for k, v in metrics.items()}
-            if not batch.dummy:  # a data-parallel stand-in trains nothing
-                counts["tokens"] += batch.ntokens
-                counts["targets"] += batch.ntargets
-        if accum > 1:
-            grads_sum = tree_map(lambda g: g / weight_sum, grads_sum)
-        metrics = {k: v / weight_sum for k, v in metrics_sum.items()}
-        return grads_sum, loss_sum / weight_sum, weight_sum, counts, metrics
+        batches = (next_batch() for _ in range(accum))  # drawn one at a time, as the loss needs them
+        return accumulate(loss_and_grad, model, batches, settings.micro_batch, summed=accum > 1)
 
     def finite(*arrays) -> bool:
         return all(bool(mx.all(mx.isfinite(a)).item()) for a in arrays)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 import localtune  # noqa: F401
 import mlx.core as mx
 
@@ -29,6 +31,30 @@ TIE_ATTEMPTS = 16
 class OnlinePairBatch(PairBatch):
     stats: dict = field(default_factory=dict)  # the rollouts' numbers, reported as metrics
     learns: bool = True  # False: only ties were drawn; the loss counts 0 (module doc)
+    # A micro-batch (split()): the whole batch's chosen tokens and pairs, for its chosen NLL (rpo_alpha).
+    whole: tuple[float, int] | None = None
+
+    def split(self, answers: int) -> list["OnlinePairBatch"]:
+        """Micro-batches of whole pairs, at most `answers` answers (rows) each, at least one pair
+        (--micro-batch). DPO's loss is a mean over pairs weighted by their count, so the loop's
+        weighted sum of the parts is exactly the whole batch's (the chosen NLL of --rpo-alpha, a
+        mean over the whole batch's chosen tokens, is scaled to match: OnlineDPOLoss)."""
+        from localtune.data.batching import row_chunks, take_rows
+
+        b = len(self.rows)
+        per = max(1, answers // 2)
+        if per >= b:
+            return [self]
+        chosen_tokens = float(np.array(self.mask)[:b, 1:].sum())
+        parts = []
+        for chunk in row_chunks(b, per):
+            rows = chunk + [b + i for i in chunk]  # chosen rows, then their rejected rows
+            part, _ = take_rows(self, rows)
+            parts.append(OnlinePairBatch(
+                part.ids, part.mask, part.lengths, [self.rows[i] for i in chunk],
+                None if self.ref is None else self.ref[mx.array(rows)], part.positions, part.targets,
+                part.target_rows, self.dummy, stats=self.stats, learns=self.learns, whole=(chosen_tokens, b)))
+        return parts
 
 
 def pick_pairs(rollouts) -> list[tuple]:
@@ -80,7 +106,7 @@ class OnlineDPOStream(BatchStream):
                 pairs = list(zip(rollouts[::2], rollouts[1::2]))  # a stand-in: its loss counts 0
             batch = pair_batch(pairs, self.sampler.prompt_ids)
             if self.cfg.uses_reference:
-                batch.ref = live_reference(self.sampler.model, batch, self.start_weights)
+                batch.ref = live_reference(self.sampler.model, batch, self.start_weights, rows=self.cfg.micro_batch)
                 mx.eval(batch.ref)
             batch.stats = {**stats, "ties": 1.0 - (len(pairs) / len(items) if learns else 0.0)}
             batch.learns, batch.dummy = learns, dummy
@@ -104,6 +130,14 @@ class OnlineDPOLoss(PreferenceLoss):
             loss = loss * 0.0
         metrics.update({k: mx.array(float(v)) for k, v in batch.stats.items()})
         return loss, weight, metrics
+
+    def chosen_nll(self, batch, pc, lc):
+        if batch.whole is None:
+            return super().chosen_nll(batch, pc, lc)
+        # A part of b of the whole batch's B pairs, weighted b/B by the loop: its share of the
+        # whole batch's chosen-token NLL, times B/b.
+        tokens, pairs = batch.whole
+        return -pc.sum() / max(tokens, 1.0) * (pairs / len(batch.rows))
 
 
 def build_online_dpo_data(ctx, loss_fn: OnlineDPOLoss):

@@ -235,7 +235,7 @@ def loop(s: Session, should_stop: Callable[[], bool]) -> str:
                             eval_every=cfg.eval_every, save_every=cfg.save_every, grad_clip=cfg.grad_clip,
                             seed=cfg.seed, skip_nonfinite=cfg.skip_nonfinite,
                             targets_per_step=targets_per_step(cfg, s.data.train, s.task.weight_unit),
-                            weight_unit=s.task.weight_unit)
+                            weight_unit=s.task.weight_unit, micro_batch=getattr(cfg, "micro_batch", 0))
     return train(s.model, s.optimizer, s.dp.loss(s.task.loss_fn), s.data.train.next, settings, s.state,
                  valid_batches=s.data.valid, on_event=s.emit, should_stop=s.dp.should_stop(should_stop),
                  save_checkpoint=(lambda state: save(s, state)) if s.dp.is_main else None,

@@ -28,7 +28,12 @@ from localtune.events import Metric, OnEvent, PhaseReporter
 
 @runtime_checkable
 class TrainBatch(Protocol):
-    """What the loop reads from a batch besides handing it to the loss."""
+    """What the loop reads from a batch besides handing it to the loss.
+
+    Optional: `split(n) -> list[batch]`, micro-batches of at most n rows that the loop (with
+    LoopSettings.micro_batch) differentiates one at a time and sums weighted by their loss
+    weights; a mode that offers it makes the parts' weights and losses such that this weighted
+    mean is exactly the whole batch's loss (online RL: train/grpo.py, train/online_dpo.py)."""
 
     dummy: bool  # a zero-weight stand-in for a rank with no items (Shard.take)
 
