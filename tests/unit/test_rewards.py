@@ -213,7 +213,7 @@ def test_the_sample_no_loops_reward_is_evals_loop_verdict_plus_character_runs():
 
     path = Path(__file__).resolve().parents[2] / "samples" / "grpo" / "rewards.py"
     src = PythonReward(str(path), "no_loops", weight=0.5)
-    rows = read_rl_prompts_rows(path.parent / "prompts.jsonl", 6)
+    rows = prompt_rows(path.parent / "prompts.jsonl", 6)
     answers = ["Take a map.\nTake water.\nTake a map.\nTake a map.",  # a line 3 times: eval's loop
                "I like it because I like it because I like it because I like it.",  # a 4-gram 3 times
                "Rain " + "🌧" * 12,  # one character over and over: no words, one line
@@ -223,8 +223,9 @@ def test_the_sample_no_loops_reward_is_evals_loop_verdict_plus_character_runs():
     assert src.score(rows, ["p"] * 6, answers) == [0.0, 0.0, 0.0, 1.0, 1.0, 1.0]
 
 
-def read_rl_prompts_rows(path, n):
-    rows = read_rl_prompts(str(path))
+def prompt_rows(path, n):
+    """The first n rows of a prompt file (repeated when it has fewer)."""
+    rows, _ = read_prompt_set(str(path))
     return (rows * n)[:n]
 
 
@@ -233,7 +234,7 @@ def test_the_sample_clean_ifeval_reward_zeroes_the_hacks_that_pass_ifevals_check
 
     path = Path(__file__).resolve().parents[2] / "samples" / "grpo" / "rewards.py"
     src = PythonReward(str(path), "clean_ifeval")
-    rows = read_rl_prompts(str(path.parent.parent / "ifeval" / "train.jsonl"))
+    rows, _ = read_prompt_set(str(path.parent.parent / "ifeval" / "train.jsonl"))
     no_comma = next(r for r in rows if r.fields["instruction_id_list"] == ["punctuation:no_comma"])
     answers = ["Children run and swing and the slide is warm from the sun.",  # follows: 1
                "Children run, swing and slide.",  # a comma: 0, as ifeval
@@ -242,9 +243,4 @@ def test_the_sample_clean_ifeval_reward_zeroes_the_hacks_that_pass_ifevals_check
                "Kids laugh — the swings creak… what a day!"]  # typographic punctuation is text
     assert src.score([no_comma] * 5, ["p"] * 5, answers) == [1.0, 0.0, 0.0, 0.0, 1.0]
     assert IFEvalReward().score([no_comma] * 3, ["p"] * 3, answers[1:4]) == [0.0, 1.0, 1.0]  # what it fixes
-    assert src.score(read_rl_prompts_rows(path.parent / "prompts.jsonl", 1), ["p"], ["an answer"]) == [None]
-
-
-def read_rl_prompts_rows(path, n):
-    rows = read_rl_prompts(str(path))
-    return (rows * n)[:n]
+    assert src.score(prompt_rows(path.parent / "prompts.jsonl", 1), ["p"], ["an answer"]) == [None]
