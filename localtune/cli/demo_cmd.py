@@ -47,6 +47,8 @@ def register(sub) -> None:
     p.add_argument("--iters", type=positive_int, help="SFT steps (overrides the config; e.g. 10 for a smoke run)")
     p.add_argument("--dpo-iters", type=positive_int, help="DPO steps (overrides the config)")
     p.add_argument("--no-dpo", action="store_true", help="stop after SFT")
+    p.add_argument("--preference-accuracy", action="store_true",
+                   help="also score the DPO config's held-out pairs with each model (about 30 s more)")
     p.add_argument("--out", default=str(DEFAULT_ROOT), help="where the demo's run directories go")
     add_sampling_flags(p, max_tokens_help=f"most tokens per answer (default {DEMO_MAX_TOKENS})")
     p.set_defaults(func=run)
@@ -131,7 +133,7 @@ def run(args) -> int:
 
     sets = DemoSets(heldout=prompts_file, valid=samples / "sft" / "valid.jsonl",
                     ifeval=samples / "ifeval" / "heldout.jsonl", checks=samples / "pip_checks.yaml",
-                    pairs=Path(dpo_cfg.valid) if dpo_run and dpo_cfg.valid else None)
+                    pairs=Path(dpo_cfg.valid) if dpo_run and dpo_cfg.valid and args.preference_accuracy else None)
     stages = [("base", None), ("SFT", sft_run)] + ([("DPO", dpo_run)] if dpo_run else [])
     sampling = sampling_for(args, model_path, max_tokens=DEMO_MAX_TOKENS)
     print("\n== Judging the answers: base, SFT" + (", DPO" if dpo_run else "") + " (one loaded model)")

@@ -1,6 +1,6 @@
 """The end of `localtune demo`: base, SFT and DPO judged by their answers, from ONE loaded model
 (adapters switched), greedy: one table (Pip checks, ended, loops on the held-out and validation
-prompts; IFEval on samples/ifeval/heldout.jsonl; held-out preference accuracy), then the answers to
+prompts; IFEval on samples/ifeval/heldout.jsonl; held-out preference accuracy when asked), then the answers to
 the held-out prompts side by side. The evaluations are written to the last run's eval/ folder."""
 
 from __future__ import annotations

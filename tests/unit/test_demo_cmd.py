@@ -39,3 +39,12 @@ def test_no_samples_anywhere_is_a_clear_error(tmp_path, monkeypatch):
 def test_absolute_data_paths_are_left_alone(tmp_path):
     cfg = build_config(None, {"data": str(tmp_path / "t.jsonl"), "valid": None})
     assert demo_cmd._sample_overrides(cfg, REPO) == {"eval_every": 0}
+
+
+def test_preference_accuracy_is_opt_in():
+    """The demo's table is the answers (issue 11 §5); scoring the pairs with three models costs ~30 s
+    of a demo that must stay under 15 minutes, so it runs only when asked."""
+    from localtune.cli import build_parser
+
+    assert build_parser().parse_args(["demo"]).preference_accuracy is False
+    assert build_parser().parse_args(["demo", "--preference-accuracy"]).preference_accuracy is True
