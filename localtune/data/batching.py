@@ -137,6 +137,22 @@ def row_chunks(n: int, size: int) -> list[list[int]]:
     return [list(range(start, min(n, start + size))) for start in range(0, n, size)]
 
 
+def by_row_chunks(batch, rows: int, fn) -> mx.array:
+    """fn(part) over consecutive parts of `rows` rows (0 or >= the batch: fn(batch) once), each
+    evaluated before the next so a pass outside the gradient holds one part's activations, not
+    the whole batch's; the results concatenated. fn returns per-row or per-target values: parts
+    are consecutive rows and targets are row-major, so the concatenation is in the batch's order."""
+    n = int(batch.ids.shape[0])
+    if not rows or rows >= n:
+        return fn(batch)
+    outs = []
+    for chunk in row_chunks(n, rows):
+        out = fn(take_rows(batch, chunk)[0])
+        mx.eval(out)
+        outs.append(out)
+    return mx.concatenate(outs)
+
+
 class BatchStream:
     """Endless training batches over epochs; `position` is all that resume needs.
 

@@ -68,21 +68,12 @@ def target_logprobs(model: nn.Module, batch, temperature: float = 1.0) -> mx.arr
 
 
 def target_logprobs_by_rows(model: nn.Module, batch, temperature: float = 1.0, rows: int = 0) -> mx.array:
-    """target_logprobs of a batch, computed `rows` rows at a time (0 or >= the batch: at once) and
-    evaluated after each: a pass outside the gradient (online RL's reference and sampling-policy
-    log-probs) then holds the activations and logits of `rows` rows, not of the whole batch. The
-    same numbers, in the batch's target order."""
-    from localtune.data.batching import row_chunks, take_rows
+    """target_logprobs of a batch, computed `rows` rows at a time (data.batching.by_row_chunks): a
+    pass outside the gradient (online RL's reference and sampling-policy log-probs) then holds the
+    activations and logits of `rows` rows, not of the whole batch. The same numbers, in order."""
+    from localtune.data.batching import by_row_chunks
 
-    n = int(batch.ids.shape[0])
-    if not rows or rows >= n:
-        return target_logprobs(model, batch, temperature)
-    out = mx.zeros((int(batch.targets.size),), mx.float32)
-    for chunk in row_chunks(n, rows):
-        part, index = take_rows(batch, chunk)
-        out[mx.array(index)] = target_logprobs(model, part, temperature).astype(mx.float32)
-        mx.eval(out)
-    return out
+    return by_row_chunks(batch, rows, lambda part: target_logprobs(model, part, temperature).astype(mx.float32))
 
 
 def _target_logprobs(model: nn.Module, batch, temperature: float = 1.0) -> mx.array:

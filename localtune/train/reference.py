@@ -94,19 +94,10 @@ def sequence_logps(model: nn.Module, batch):
 def live_reference(model, batch, start_weights=None, rows: int = 0) -> mx.array:
     """Reference log-prob sums for a batch: one extra forward pass, no gradient; `rows` rows at a
     time, each evaluated before the next (0: all at once), so the pass holds no more than that."""
-    from localtune.data.batching import row_chunks, take_rows
+    from localtune.data.batching import by_row_chunks
 
-    n = int(batch.ids.shape[0])
     with reference_policy(model, start_weights):
-        if not rows or rows >= n:
-            ref, _ = sequence_logps(model, batch)
-        else:
-            sums = []
-            for chunk in row_chunks(n, rows):
-                part_sums, _ = sequence_logps(model, take_rows(batch, chunk)[0])
-                mx.eval(part_sums)
-                sums.append(part_sums)
-            ref = mx.concatenate(sums)
+        ref = by_row_chunks(batch, rows, lambda part: sequence_logps(model, part)[0])
     return mx.stop_gradient(ref)
 
 
