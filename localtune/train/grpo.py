@@ -277,9 +277,8 @@ class GRPOLoss:
             tokens = mx.maximum(weight.sum(), 1.0)
         else:
             answers, tokens, parts = batch.whole
-            loss, _ = aggregate(per_token, weight, rows, len(batch.rows), cfg.algo, cfg.max_completion,
+            loss, n = aggregate(per_token, weight, rows, len(batch.rows), cfg.algo, cfg.max_completion,
                                 n=mx.array(answers / parts, mx.float32))
-            n = mx.array(answers / parts, mx.float32)
             tokens = tokens / parts
         metrics = {"clip_fraction": (clipped.astype(mx.float32) * weight).sum() / tokens}
         if kl is not None:
