@@ -148,7 +148,7 @@ def test_sample_preference_sets(capsys):
             and text.count("Fair winds!") == 1
 
     seen, kinds = set(), {}
-    for name, low, high in (("train.jsonl", 110, 140), ("valid.jsonl", 25, 40)):
+    for name, low, high in (("train.jsonl", 110, 160), ("valid.jsonl", 25, 40)):
         ds = read_preferences(SAMPLES / "dpo" / name)
         assert ds.problems == [] and low <= len(ds.examples) <= high, (name, len(ds.examples))
         assert {ex.format for ex in ds.examples} == {"prompt_chosen_rejected", "messages"}
