@@ -47,6 +47,9 @@ class Batch:
     target_rows: mx.array | None = None  # which row each target belongs to
     segments: mx.array | None = None  # (B, L) packed batches only: row number inside the pack, 0 on padding
     dummy: bool = False  # a zero-weight stand-in (see Shard.take)
+    # (first adapted block, (B, >= L-1, hidden) states entering it): set by online RL so its passes
+    # skip the blocks before the adapter (train/frozen_prefix.py); take_rows slices it with the rows.
+    prefix: tuple[int, mx.array] | None = None
 
     @property
     def ntokens(self) -> int:
@@ -126,9 +129,12 @@ def take_rows(batch, rows: list[int]) -> tuple[Batch, np.ndarray]:
     per_row = np.array(batch.mask)[:, 1:].sum(axis=1)  # targets are row-major: a row's are contiguous
     first = np.concatenate([[0], np.cumsum(per_row)[:-1]])
     index = np.concatenate([np.arange(first[r], first[r] + per_row[r]) for r in rows]).astype(np.int64)
+    prefix = getattr(batch, "prefix", None)
+    if prefix is not None:  # causal: a row's states up to width-1 do not depend on what follows
+        prefix = (prefix[0], prefix[1][mx.array(rows)][:, :width - 1])
     part = Batch(mx.array(ids), mx.array(mask), lengths, list(rows), mx.array(positions.astype(np.int32)),
                  mx.array(targets), mx.array((positions // (width - 1)).astype(np.int32)),
-                 dummy=getattr(batch, "dummy", False))
+                 dummy=getattr(batch, "dummy", False), prefix=prefix)
     return part, index
 
 

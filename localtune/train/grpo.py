@@ -115,6 +115,8 @@ class GRPOBatch:
     dummy: bool = False
     # A micro-batch (split()): (answers trained on, their tokens) of the whole batch, and its number of parts.
     whole: tuple[float, float, int] | None = None
+    # The blocks before the adapter, run once for the reference pass and the update (frozen_prefix).
+    prefix: tuple[int, mx.array] | None = None
 
     @property
     def ntokens(self) -> int:
@@ -148,7 +150,8 @@ class GRPOBatch:
                 self.advantages[chunk[0]: chunk[-1] + 1], self.valid[chunk[0]: chunk[-1] + 1],
                 ref_logps=None if self.ref_logps is None else self.ref_logps[at],
                 old_logps=None if self.old_logps is None else self.old_logps[at],
-                stats=self.stats, dummy=self.dummy, whole=(whole_answers, whole_tokens, len(chunks))))
+                stats=self.stats, dummy=self.dummy, whole=(whole_answers, whole_tokens, len(chunks)),
+                prefix=b.prefix))
         return parts
 
 
@@ -209,7 +212,13 @@ class GRPOStream(BatchStream):
         """The reference's log-probs (KL) and, for several updates, the sampling policy's."""
         from localtune.train.reference import eval_mode, reference_policy
 
+        from localtune.train.frozen_prefix import batch_prefix
+
         model, cfg = self.sampler.model, self.cfg
+        if (ref is None and cfg.kl_beta > 0) or (old is None and cfg.updates_per_batch > 1):
+            # Two passes over these answers (this one and the update): the blocks before the
+            # adapter run once for both.
+            batch.prefix = batch_prefix(model, batch, cfg.micro_batch)
         # --micro-batch answers at a time: this pass must not hold more than the update does.
         if ref is None and cfg.kl_beta > 0:
             with reference_policy(model, self.start_weights):

@@ -38,9 +38,16 @@ def target_logits(model: nn.Module, inputs: mx.array, positions: mx.array) -> mx
     return head(_target_hidden(model, inputs, positions))
 
 
-def _target_hidden(model: nn.Module, inputs: mx.array, positions: mx.array) -> mx.array:
-    """The backbone's output rows (N, hidden) at `positions` (plain-head architectures only)."""
-    hidden = model.model(inputs)
+def _target_hidden(model: nn.Module, inputs: mx.array, positions: mx.array, prefix=None) -> mx.array:
+    """The backbone's output rows (N, hidden) at `positions` (plain-head architectures only);
+    from the frozen blocks' stored output when the batch carries it (train/frozen_prefix.py)."""
+    if prefix is None:
+        hidden = model.model(inputs)
+    else:
+        from localtune.train.frozen_prefix import suffix_hidden
+
+        start, states = prefix
+        hidden = suffix_hidden(model, states, start)
     return hidden.reshape(-1, hidden.shape[-1])[positions]
 
 
@@ -77,14 +84,19 @@ def target_logprobs_by_rows(model: nn.Module, batch, temperature: float = 1.0, r
 
 
 def _target_logprobs(model: nn.Module, batch, temperature: float = 1.0) -> mx.array:
+    prefix = getattr(batch, "prefix", None)
     if backend.fast_cpu_math():  # MLX's CPU exp is slow; see localtune/cpu_math.py
         weight = _dense_head_weight(model)
         if weight is not None:
-            rows = _target_hidden(model, batch.ids[:, :-1], batch.positions)
+            rows = _target_hidden(model, batch.ids[:, :-1], batch.positions, prefix)
             if temperature != 1.0:  # the head is linear without bias: head(h) / T == head(h / T)
                 rows = rows / temperature
             return cpu_math.head_logprobs(rows, weight, batch.targets)
-    logits = target_logits(model, batch.ids[:, :-1], batch.positions).astype(mx.float32)
+    if prefix is not None:  # set only for plain-head architectures (frozen_prefix.frozen_blocks)
+        logits = _head(model)(_target_hidden(model, batch.ids[:, :-1], batch.positions, prefix))
+    else:
+        logits = target_logits(model, batch.ids[:, :-1], batch.positions)
+    logits = logits.astype(mx.float32)
     if temperature != 1.0:
         logits = logits / temperature
     return -nn.losses.cross_entropy(logits, batch.targets)
