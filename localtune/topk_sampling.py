@@ -11,8 +11,9 @@ min-p: the ones at least min_p times as likely as the best; top-k: the k best), 
 mlx_lm's order they keep the shortest of the three prefixes, and it lies among the k best. So:
 pick the k best with one argpartition, rank those k, apply top-p (against the mass of the whole
 vocabulary, as mlx_lm does) and min-p to them, and draw among them. The kept tokens and their
-relative probabilities are mlx_lm's (tests/unit/test_topk_sampling.py compares them); the random
-draw itself differs (noise on k entries instead of V), so answers sampled before and after this
+relative probabilities are mlx_lm's (tests/unit/test_topk_sampling.py compares them in float32 and
+bfloat16, with ties at the cut; a tie at the k-th place may keep another of the tied tokens); the
+random draw itself differs (noise on k entries instead of V), so answers sampled before and after this
 change differ, not their distribution.
 """
 
@@ -42,6 +43,9 @@ def top_k_candidates(logprobs: mx.array, top_k: int, top_p: float = 1.0, min_p: 
         total = total_mass if total_mass is not None else \
             mx.exp(logprobs.astype(mx.float32)).sum(axis=-1, keepdims=True)
         keep = mx.cumsum(probs, axis=-1, inclusive=False) < top_p * total
+        # mlx_lm cuts by value: every token as likely as the last one kept stays (ties).
+        cut = mx.where(keep, values, mx.array(float("inf"), values.dtype)).min(axis=-1, keepdims=True)
+        keep = values >= cut
     if min_p > 0:
         above = values >= values[..., :1] + math.log(min_p)
         keep = above if keep is None else keep & above
@@ -54,7 +58,9 @@ def draw_top_k(logprobs: mx.array, top_k: int, top_p: float, min_p: float, inv_t
                key: mx.array) -> mx.array:
     """(B, V) normalised log-probabilities -> (B,) sampled tokens, from the candidates above. mlx_lm
     normalises after its logits processors, before it calls a sampler (generate_step and
-    BatchGenerator), so a row's mass is 1 and summing it again (7 ms a step here) is skipped."""
-    ids, values = top_k_candidates(logprobs, top_k, top_p, min_p, total_mass=1.0)
+    BatchGenerator): in float32 a row's mass is 1 to rounding and summing it again (7 ms a step
+    on this CPU) is skipped; in bf16/fp16 the rows are off 1 by up to a few percent, so it is summed."""
+    total = 1.0 if logprobs.dtype == mx.float32 else None
+    ids, values = top_k_candidates(logprobs, top_k, top_p, min_p, total_mass=total)
     choice = mx.random.categorical(values * inv_temp, key=key)
     return mx.take_along_axis(ids, choice[..., None], axis=-1).squeeze(-1)

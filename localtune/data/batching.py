@@ -47,8 +47,9 @@ class Batch:
     target_rows: mx.array | None = None  # which row each target belongs to
     segments: mx.array | None = None  # (B, L) packed batches only: row number inside the pack, 0 on padding
     dummy: bool = False  # a zero-weight stand-in (see Shard.take)
-    # (first adapted block, (B, >= L-1, hidden) states entering it): set by online RL so its passes
-    # skip the blocks before the adapter (train/frozen_prefix.py); take_rows slices it with the rows.
+    # Per-row model state that travels with the rows (take_rows slices it; nothing here reads it):
+    # (first adapted block, (B, >= L-1, hidden) states entering it), set by GRPO so its two passes
+    # skip the blocks before the adapter (train/frozen_prefix.py).
     prefix: tuple[int, mx.array] | None = None
 
     @property

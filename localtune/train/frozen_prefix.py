@@ -3,8 +3,9 @@
 LoRA sits on the last N blocks (`--lora-layers`, 16 of SmolLM2's 30 by default). The blocks before
 the first adapted one compute the same hidden states whatever the adapter does: with the adapter
 on (the policy), off (the reference) or swapped for the starting one, and no gradient reaches them.
-Online RL runs two passes over every answer in a step, the reference's log-probs and the update's
-forward/backward, so it ran those blocks twice. Here they run once: `prefix_hidden` gives the
+GRPO/RLOO runs two passes over every answer in a step, the reference's log-probs and the update's
+forward/backward, so it ran those blocks twice (online DPO's live reference could share them the
+same way; not done yet). Here they run once: `prefix_hidden` gives the
 hidden states entering the first adapted block, and `suffix_hidden` takes them through the rest
 (then the final norm), the same operations in the same order as the model's own forward.
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import localtune  # noqa: F401
 import mlx.core as mx
 import mlx.nn as nn
+from mlx.utils import tree_flatten
 
 from localtune.lora import LoRALinear
 
@@ -37,9 +39,12 @@ def frozen_blocks(model: nn.Module) -> int:
     if not blocks or any(getattr(b, "use_sliding", False) for b in blocks):
         return 0
     for i, block in enumerate(blocks):
-        if any(isinstance(m, LoRALinear) for _, m in block.named_modules()):
+        # Trained parameters (an adapter, or anything a mode unfreezes) or a switchable adapter:
+        # from here on the output depends on the policy.
+        if tree_flatten(block.trainable_parameters()) or \
+                any(isinstance(m, LoRALinear) for _, m in block.named_modules()):
             return i
-    return 0  # no adapter at all: nothing to share
+    return 0  # nothing trained: nothing to share
 
 
 def _causal(h: mx.array):
@@ -75,7 +80,7 @@ def batch_prefix(model: nn.Module, batch, rows: int = 0) -> tuple[int, mx.array]
     from localtune.data.batching import row_chunks
 
     start = frozen_blocks(model)
-    if not start:
+    if not start or getattr(batch, "segments", None) is not None:  # packed rows need their own mask
         return None
     inputs = batch.ids[:, :-1]
     n = int(inputs.shape[0])

@@ -210,14 +210,14 @@ class GRPOStream(BatchStream):
 
     def score(self, batch: GRPOBatch, old=None, ref=None) -> GRPOBatch:
         """The reference's log-probs (KL) and, for several updates, the sampling policy's."""
+        from localtune.train.frozen_prefix import batch_prefix
         from localtune.train.reference import eval_mode, reference_policy
 
-        from localtune.train.frozen_prefix import batch_prefix
-
         model, cfg = self.sampler.model, self.cfg
-        if (ref is None and cfg.kl_beta > 0) or (old is None and cfg.updates_per_batch > 1):
+        if cfg.kl_beta > 0 or cfg.updates_per_batch > 1:
             # Two passes over these answers (this one and the update): the blocks before the
-            # adapter run once for both.
+            # adapter run once for both. Decided by the settings alone, so a batch restored on
+            # resume (ref and old given) trains from the same numbers as in the unbroken run.
             batch.prefix = batch_prefix(model, batch, cfg.micro_batch)
         # --micro-batch answers at a time: this pass must not hold more than the update does.
         if ref is None and cfg.kl_beta > 0:

@@ -58,7 +58,7 @@ def test_frozen_blocks_are_the_ones_before_the_first_adapter():
     assert frozen_blocks(swa) == 0
 
 
-@pytest.mark.parametrize("model_type", ["llama", "qwen2", "qwen3"])
+@pytest.mark.parametrize("model_type", ["llama", "qwen2", "qwen3"])  # mistral loads as llama in mlx_lm
 def test_prefix_then_suffix_is_the_models_forward(model_type):
     model = with_adapter(tiny(model_type), 3)
     start = frozen_blocks(model)
@@ -74,7 +74,11 @@ def grpo_batch(model):
     return assemble(rollouts, PROMPTS, 4, "grpo")
 
 
-def test_log_probs_from_the_prefix_equal_the_full_pass_for_the_batch_and_its_parts():
+@pytest.mark.parametrize("fast_math", [True, False])  # cpu_math's head, or the model's own head
+def test_log_probs_from_the_prefix_equal_the_full_pass_for_the_batch_and_its_parts(monkeypatch, fast_math):
+    from localtune import backend
+
+    monkeypatch.setattr(backend, "fast_cpu_math", lambda: fast_math)
     model = with_adapter(tiny("llama"), 3)
     batch = grpo_batch(model)
     full = np.array(target_logprobs(model, batch, 0.8))
@@ -85,6 +89,22 @@ def test_log_probs_from_the_prefix_equal_the_full_pass_for_the_batch_and_its_par
     part, index = take_rows(batch, [5, 6])  # a part narrower than the batch slices its prefix
     assert part.prefix[1].shape[1] == part.ids.shape[1] - 1 < batch.ids.shape[1] - 1
     np.testing.assert_allclose(np.array(target_logprobs(model, part, 0.8)), full[index], atol=1e-5)
+    batch.prefix = (3, mx.zeros_like(batch.prefix[1]))  # the stored states are what the pass reads
+    assert np.abs(np.array(target_logprobs(model, batch, 0.8)) - full).max() > 1e-2
+
+
+def test_no_prefix_for_packed_batches():
+    model = with_adapter(tiny("llama"), 3)
+    batch = grpo_batch(model)
+    assert batch_prefix(model, batch) is not None
+    batch.segments = mx.ones(batch.ids.shape, mx.int32)
+    assert batch_prefix(model, batch) is None
+
+
+def test_a_trained_block_is_not_frozen_even_without_an_adapter():
+    model = with_adapter(tiny("llama"), 3)
+    model.model.layers[1].unfreeze()  # e.g. a mode that trains a whole block
+    assert frozen_blocks(model) == 1
 
 
 def test_a_grpo_step_with_the_prefix_equals_one_without(monkeypatch):

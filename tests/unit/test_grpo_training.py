@@ -151,8 +151,10 @@ def test_a_killed_run_resumes_to_the_same_rewards(rl):
     assert len({e["reward_mean"] for e in a}) > 1  # not a constant that would match anyway
 
 
-def test_several_updates_per_batch_clip_and_resume_mid_way(rl, stop_after):
-    opts = dict(iters=6, updates_per_batch=2, grad_accum=2, batch_size=1, save_every=0, lr=3e-2)
+@pytest.mark.parametrize("lora_layers", [-1, 1])  # 1 of 2 blocks: the first is run once per batch (frozen_prefix)
+def test_several_updates_per_batch_clip_and_resume_mid_way(rl, stop_after, lora_layers):
+    opts = dict(iters=6, updates_per_batch=2, grad_accum=2, batch_size=1, save_every=0, lr=3e-2,
+                lora_layers=lora_layers)
     unbroken = run_training(rl("a", **opts), grpo_task, cfg_cls=GRPOConfig)
     run = run_training(rl("b", **opts), grpo_task, cfg_cls=GRPOConfig, should_stop=stop_after(3))
     state = json.loads((RunDir(run).path / "checkpoints" / "step-000003" / "trainer_state.json").read_text())

@@ -31,6 +31,8 @@ def scattered(ids, values, vocab):
                                                (1, 0.9, 0.0)])
 @pytest.mark.parametrize("normalised", [True, False])
 def test_kept_tokens_and_values_equal_mlx_lm_filters(top_k, top_p, min_p, normalised):
+    # normalised: float32 log-probs as mlx_lm hands them to a sampler (total mass taken as 1);
+    # not: what a logits processor leaves, the mass summed.
     rng = np.random.default_rng(top_k)
     # Peaked rows (a few likely tokens, as a model's are) and one flat row.
     logits = rng.standard_normal((4, 3000)).astype(np.float32) * np.array([[6.0], [3.0], [1.0], [0.2]],
@@ -77,3 +79,27 @@ def test_temperature_sharpens_the_draw_among_candidates():
     share = (cold == 0).mean()
     expected = 0.6 ** 4 / (0.6 ** 4 + 0.4 ** 4)
     assert abs(share - expected) < 0.03 and math.isclose(expected, 0.835, abs_tol=0.001)
+
+
+@pytest.mark.parametrize("dtype", [mx.bfloat16, mx.float16])
+def test_the_sampler_keeps_mlx_lm_tokens_in_half_precision(dtype):
+    """In bf16/fp16 normalised rows do not sum to 1; the sampler measures the mass as mlx_lm does."""
+    from localtune.topk_sampling import draw_top_k
+
+    rng = np.random.default_rng(5)
+    logits = mx.array((rng.standard_normal((256, 20000)) * rng.uniform(0.5, 6, (256, 1))).astype(np.float32))
+    lp = (logits - mx.logsumexp(logits, axis=-1, keepdims=True)).astype(dtype)
+    theirs = np.isfinite(np.array(mlx_lm_filtered(lp, 20, 0.95, 0.0).astype(mx.float32)))
+    ids, values = top_k_candidates(lp, 20, 0.95, total_mass=None)
+    ours = np.isfinite(scattered(ids, values.astype(mx.float32), lp.shape[-1]))
+    assert (ours == theirs).all()
+    drawn = np.array(draw_top_k(lp, 20, 0.95, 0.0, 1.0, mx.random.key(0)))
+    assert theirs[np.arange(256), drawn].all()  # every draw is a token mlx_lm would keep
+
+
+def test_tokens_tied_at_the_top_p_cut_are_all_kept_as_mlx_lm_keeps_them():
+    lp = mx.log(mx.array([[0.25, 0.25, 0.25, 0.25] + [1e-9] * 8]))
+    ids, values = top_k_candidates(lp, 6, top_p=0.5)
+    theirs = np.array(mlx_lm_filtered(lp, 6, 0.5, 0.0))
+    assert np.isfinite(theirs).sum() == 4
+    np.testing.assert_array_equal(np.isfinite(scattered(ids, values, 12)), np.isfinite(theirs))
