@@ -5,9 +5,9 @@ the first adapted one compute the same hidden states whatever the adapter does: 
 on (the policy), off (the reference) or swapped for the starting one, and no gradient reaches them.
 GRPO/RLOO runs two passes over every answer in a step, the reference's log-probs and the update's
 forward/backward, so it ran those blocks twice (online DPO's live reference could share them the
-same way; not done yet). Here they run once: `prefix_hidden` gives the
-hidden states entering the first adapted block, and `suffix_hidden` takes them through the rest
-(then the final norm), the same operations in the same order as the model's own forward.
+same way; not done yet). Here they run once: `prefix_hidden` gives the hidden states entering the
+first adapted block, and `suffix_hidden` takes them through the rest (then the final norm), the
+same operations in the same order as the model's own forward.
 
 Only for the plain decoder layouts of train/logits.py (llama, qwen2, qwen3, mistral: embed,
 blocks called as block(h, mask, cache), norm) with one causal mask for every block: a model with
@@ -25,8 +25,8 @@ from localtune.lora import LoRALinear
 
 
 def frozen_blocks(model: nn.Module) -> int:
-    """How many leading blocks hold no adapter: their output is the same for every policy. 0 where
-    the model's layout is not one this module can split."""
+    """How many leading blocks hold no adapter and nothing trained: their output is the same for
+    every policy. 0 where the model's layout is not one this module can split."""
     from localtune.train.logits import PLAIN_HEAD
 
     args = getattr(model, "args", None)
