@@ -29,13 +29,14 @@ def _head(model):
     return model.lm_head
 
 
-def target_logits(model: nn.Module, inputs: mx.array, positions: mx.array) -> mx.array:
-    """Logits (N, V) at `positions`, flat indices into inputs' (B, L) grid."""
+def target_logits(model: nn.Module, inputs: mx.array, positions: mx.array, prefix=None) -> mx.array:
+    """Logits (N, V) at `positions`, flat indices into inputs' (B, L) grid. `prefix`: the frozen
+    blocks' stored output (train/frozen_prefix.py; only ever set for plain-head architectures)."""
     head = _head(model)
     if head is None:
         logits = model(inputs)
         return logits.reshape(-1, logits.shape[-1])[positions]
-    return head(_target_hidden(model, inputs, positions))
+    return head(_target_hidden(model, inputs, positions, prefix))
 
 
 def _target_hidden(model: nn.Module, inputs: mx.array, positions: mx.array, prefix=None) -> mx.array:
@@ -92,11 +93,7 @@ def _target_logprobs(model: nn.Module, batch, temperature: float = 1.0) -> mx.ar
             if temperature != 1.0:  # the head is linear without bias: head(h) / T == head(h / T)
                 rows = rows / temperature
             return cpu_math.head_logprobs(rows, weight, batch.targets)
-    if prefix is not None:  # set only for plain-head architectures (frozen_prefix.frozen_blocks)
-        logits = _head(model)(_target_hidden(model, batch.ids[:, :-1], batch.positions, prefix))
-    else:
-        logits = target_logits(model, batch.ids[:, :-1], batch.positions)
-    logits = logits.astype(mx.float32)
+    logits = target_logits(model, batch.ids[:, :-1], batch.positions, prefix).astype(mx.float32)
     if temperature != 1.0:
         logits = logits / temperature
     return -nn.losses.cross_entropy(logits, batch.targets)
