@@ -188,7 +188,8 @@ def rollout_metrics(names: list[str]):
             *per_source,
             Metric("reward_std", "reward std in group", plot="reward", fmt=".3f"),
             Metric("answer_tokens", "answer tokens", fmt=".1f", show="{value} tokens/answer", summary=True),
-            Metric("ended", "ended", fmt=".2f", summary=True, card=True, final=True),
+            # "sampled": the summary line of a run with --eval-file also shows its greedy eval's "ended"
+            Metric("ended", "sampled ended", fmt=".2f", summary=True, card=True, final=True),
             Metric("reward_missing", "no reward", fmt=".2f"),
             Metric("generate_seconds", "generating s", fmt=".1f"),
             Metric("decode_tokens_per_sec", "decode tok/s", fmt=".0f"))

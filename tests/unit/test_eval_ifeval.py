@@ -119,3 +119,18 @@ def test_ifeval_checks_work_offline_with_no_nltk_download(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["True", "True"]
     assert (tmp_path / "nltk" / "tokenizers" / "punkt_tab" / "english" / "abbrev_types.txt").is_file()
+
+
+def test_an_undetectable_language_is_followed_without_a_line_on_the_terminal():
+    """langdetect finds no features in a URL: IFEval counts the instruction as followed, and
+    if-verifiable says so with logging.error on the root logger, which a fresh process (no pytest
+    log capture) would print in the middle of a progress bar."""
+    code = (
+        "from localtune.eval import ifeval\n"
+        "[r] = ifeval.check('https://example.com/abc', ['language:response_language'], [{'language': 'de'}], 'p')\n"
+        "print(r.strict)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["True"]
+    assert "Unable to detect language" not in out.stderr
