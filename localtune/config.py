@@ -79,6 +79,9 @@ class TrainConfig:
                                      "point and the best one is never pruned")
     patience: int | None = _f(None, "with --keep-best: stop early after this many evaluations in a row "
                                     "without a better value")
+    keep_best_if: str | None = _f(None, "with --keep-best: only evaluations that meet these conditions are "
+                                        "candidates, e.g. 'eval_ended>=0.95' or 'eval_ended>=0.95,eval_loops<=0.1' "
+                                        "(the best accuracy among checkpoints whose answers still end)")
 
     def __post_init__(self):
         problems = self.mode_problems()
@@ -299,7 +302,7 @@ def check_mode_fields(cfg, names) -> list[str]:
 
 def eval_problems(cfg: TrainConfig) -> list[str]:
     """What is wrong with the eval-during-training and keep-best options (their names as flags)."""
-    from localtune.train.keep_best import metric_problem
+    from localtune.train.keep_best import conditions_problem, metric_problem
 
     out = []
     if cfg.eval_checks and not cfg.eval_file:
@@ -315,6 +318,13 @@ def eval_problems(cfg: TrainConfig) -> list[str]:
     if cfg.keep_best:
         problem = metric_problem(cfg.keep_best, valid=bool(cfg.valid), eval_file=bool(cfg.eval_file),
                                  eval_checks=bool(cfg.eval_checks))
+        if problem:
+            out.append(problem)
+    if cfg.keep_best_if is not None and not cfg.keep_best:
+        out.append("keep_best_if needs keep_best (the metric compared among the evaluations that meet it)")
+    elif cfg.keep_best_if is not None:
+        problem = conditions_problem(cfg.keep_best_if, valid=bool(cfg.valid), eval_file=bool(cfg.eval_file),
+                                     eval_checks=bool(cfg.eval_checks))
         if problem:
             out.append(problem)
     return out

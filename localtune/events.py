@@ -475,7 +475,8 @@ class EarlyStop(Event):
 @dataclass(frozen=True)
 class BestCheckpoint(Event):
     """--keep-best at the end of a run: the run's adapter is the checkpoint of `step`, whose `metric`
-    was `value` (the best of the run's evaluations). `last_step` is the step training ended at."""
+    was `value` (the best of the run's evaluations, of those that met `only_if` when given).
+    `last_step` is the step training ended at."""
 
     name: ClassVar[str] = "best_checkpoint"
     recorded: ClassVar[bool] = True
@@ -485,11 +486,14 @@ class BestCheckpoint(Event):
     value: float | None
     last_step: int
     path: str | None = None
+    only_if: str | None = None  # --keep-best-if's conditions, when given
 
     def text(self) -> str:
         if self.step is None:
-            return f"--keep-best {self.metric}: no evaluation gave a value; the adapter is the last step's"
-        return (f"best checkpoint: step {self.step} ({self.metric} {_num(self.value)}); "
+            which = f"met {self.only_if}" if self.only_if else "gave a value"
+            return f"--keep-best {self.metric}: no evaluation {which}; the adapter is the last step's"
+        among = f" among the evaluations with {self.only_if}" if self.only_if else ""
+        return (f"best checkpoint: step {self.step} ({self.metric} {_num(self.value)}{among}); "
                 f"the run's adapter is that step's (training ended at step {self.last_step})")
 
 

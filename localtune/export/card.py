@@ -10,7 +10,7 @@ from localtune.runs import read_metrics, read_run
 # The settings worth a reader's time; the whole config is in the run's record.
 CARD_KEYS = ("iters", "epochs", "batch_size", "grad_accum", "lr", "schedule", "warmup", "lora_rank",
              "lora_alpha", "lora_layers", "lora_targets", "dora", "max_seq_len", "seed", "beta", "loss",
-             "rpo_alpha", "eval_file", "keep_best", "patience")
+             "rpo_alpha", "eval_file", "keep_best", "keep_best_if", "patience")
 
 
 def final_metrics(run: Path) -> dict:
@@ -49,8 +49,9 @@ def model_card(run: str | Path, fmt: str, base_name: str, *, has_plot: bool) -> 
     if info.get("best_metric") and info.get("adapter_step") is not None:
         stopped = (f"; stopped early at step {info['early_stopped_at']} (patience {cfg.get('patience')})"
                    if info.get("early_stopped_at") is not None else "")
+        among = f" among the evaluations with {cfg['keep_best_if']}" if cfg.get("keep_best_if") else ""
         lines.append(f"- the adapter is the checkpoint of step {info['adapter_step']}, the best by "
-                     f"{info['best_metric']} ({info.get('best_value')}){stopped}")
+                     f"{info['best_metric']} ({info.get('best_value')}){among}{stopped}")
     if has_plot:
         lines += ["", "![loss curve: training (blue) and validation (orange) loss per step](loss.png)"]
     usage = {

@@ -5,6 +5,11 @@ whether the value improved on the best so far (then that step's checkpoint becom
 never pruned) and whether `patience` evaluations in a row have passed without improving (then the
 run stops early). The run's final adapter is the best checkpoint's (session.finish).
 
+--keep-best-if "METRIC>=V[,METRIC<=V...]" narrows the candidates to the evaluations that meet every
+condition: the best instruction accuracy among the checkpoints whose answers still end, say, when
+a policy can raise one metric by giving up another (a GRPO run that learns short answers). An
+evaluation that misses a condition counts as one without a better value (patience counts it).
+
 Its state lives in the loop state (`LoopState.extra[KeepBest.key]`), so it is saved in every
 checkpoint and a resume continues with exactly the best value, best step and count it had.
 The evaluation before any training step (step 0) is the curve's starting point, not a candidate:
@@ -14,6 +19,8 @@ the run's adapter is one it trained (TRL's load_best_model_at_end considers its 
 from __future__ import annotations
 
 import math
+import operator
+import re
 from dataclasses import asdict, dataclass
 from typing import ClassVar
 
@@ -52,12 +59,44 @@ def metric_problem(metric: str, *, valid: bool, eval_file: bool, eval_checks: bo
     return None
 
 
+_CONDITION = re.compile(r"^\s*([A-Za-z_]\w*)\s*(>=|<=|>|<)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
+_OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
+
+
+def parse_conditions(spec: str | None) -> tuple[tuple[str, str, float], ...]:
+    """"eval_ended>=0.95, eval_loops<=0.1" -> (("eval_ended", ">=", 0.95), ("eval_loops", "<=", 0.1)).
+    Raises ValueError naming the part that is not METRIC OP NUMBER."""
+    if not spec:
+        return ()
+    out = []
+    for part in spec.split(","):
+        m = _CONDITION.match(part)
+        if not m:
+            raise ValueError(f"{part.strip()!r} is not METRIC>=NUMBER (or <=, >, <), e.g. eval_ended>=0.95")
+        out.append((m.group(1), m.group(2), float(m.group(3))))
+    return tuple(out)
+
+
+def conditions_problem(spec: str, *, valid: bool, eval_file: bool, eval_checks: bool) -> str | None:
+    """Why --keep-best-if SPEC cannot work with these options, or None."""
+    try:
+        conditions = parse_conditions(spec)
+    except ValueError as e:
+        return f"keep_best_if: {e}"
+    for metric, _, _ in conditions:
+        problem = metric_problem(metric, valid=valid, eval_file=eval_file, eval_checks=eval_checks)
+        if problem:
+            return problem.replace("keep_best", "keep_best_if", 1)
+    return None
+
+
 @dataclass
 class KeepBest:
     key: ClassVar[str] = "keep_best"  # its entry in LoopState.extra
     metric: str
     better: str  # "lower" | "higher"
     patience: int | None = None
+    conditions: tuple = ()  # (metric, op, value): what an evaluation must meet to be a candidate
     best: float | None = None
     best_step: int | None = None
     bad_evals: int = 0  # evaluations in a row since the last improvement
@@ -68,7 +107,8 @@ class KeepBest:
         """The tracker of a run (None without --keep-best), continuing `saved` (a checkpoint's)."""
         if not cfg.keep_best:
             return None
-        tracker = cls(cfg.keep_best, direction(cfg.keep_best) or "lower", cfg.patience)
+        tracker = cls(cfg.keep_best, direction(cfg.keep_best) or "lower", cfg.patience,
+                      parse_conditions(getattr(cfg, "keep_best_if", None)))
         if saved:
             tracker.best, tracker.best_step = saved.get("best"), saved.get("best_step")
             tracker.bad_evals = int(saved.get("bad_evals", 0))
@@ -79,19 +119,28 @@ class KeepBest:
             return True
         return value < self.best if self.better == "lower" else value > self.best
 
+    @property
+    def condition_text(self) -> str | None:
+        """The conditions as the user wrote them, normalised ("eval_ended>=0.95"), or None."""
+        return ", ".join(f"{m}{op}{v:g}" for m, op, v in self.conditions) or None
+
+    def meets_conditions(self, values: dict) -> bool:
+        return all(_finite(values.get(m)) and _OPS[op](float(values[m]), v) for m, op, v in self.conditions)
+
     def update(self, step: int, values: dict) -> bool:
         """Take one evaluation's numbers; True when the run should stop now (patience ran out).
-        A non-finite value counts as no improvement; a metric the evaluation does not report at all
-        is an error (a typo in a check name, a metric of another mode), raised at the first one."""
-        if self.metric not in values:
-            shown = ", ".join(sorted(k for k in values if k != "val_time")) or "nothing"
-            raise LocaltuneError(f"--keep-best {self.metric}: this run's evaluations do not report it "
-                                 f"(they report {shown})")
+        A non-finite value, or an evaluation that misses a --keep-best-if condition, counts as no
+        improvement; a metric the evaluation does not report at all is an error (a typo in a check
+        name, a metric of another mode), raised at the first one."""
+        for metric, flag in ((self.metric, "--keep-best"), *((m, "--keep-best-if") for m, _, _ in self.conditions)):
+            if metric not in values:
+                shown = ", ".join(sorted(k for k in values if k != "val_time")) or "nothing"
+                raise LocaltuneError(f"{flag} {metric}: this run's evaluations do not report it "
+                                     f"(they report {shown})")
         if step == 0:
             return False
         value = values[self.metric]
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-        if ok and self.improves(float(value)):
+        if _finite(value) and self.meets_conditions(values) and self.improves(float(value)):
             self.best, self.best_step, self.bad_evals = float(value), step, 0
             return False
         self.bad_evals += 1
@@ -100,6 +149,10 @@ class KeepBest:
             return True
         return False
 
-    def state(self) -> dict:
+    def state(self) -> dict:  # conditions: from the run's config, which a resume keeps
         """What a checkpoint keeps (LoopState.extra[KeepBest.key])."""
         return {k: v for k, v in asdict(self).items() if k in ("metric", "best", "best_step", "bad_evals")}
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -317,7 +317,8 @@ def take_best(s: Session) -> events.BestCheckpoint | None:
     s.run.update(adapter_step=step if step is not None else s.state.step)
     return events.BestCheckpoint(kb.best_step if step == kb.best_step else None, kb.metric,
                                  kb.best if step == kb.best_step else None, s.state.step,
-                                 str(ckpt.checkpoint_dir(s.run.path, step)) if step is not None else None)
+                                 str(ckpt.checkpoint_dir(s.run.path, step)) if step is not None else None,
+                                 kb.condition_text)
 
 
 def start_adapter(s: Session) -> Path:

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from localtune.errors import LocaltuneError
+from localtune.events import parse
 from localtune.runs import RunDir, layout, list_checkpoints, read_metrics
 from localtune.train import session
 from localtune.train.keep_best import KeepBest, direction
@@ -151,7 +152,48 @@ def test_a_metric_the_evaluations_do_not_report_is_a_clear_error(config, scripte
     (dict(keep_best=None, patience=3), "patience needs keep_best"),
     (dict(patience=0), "patience must be >= 1"),
     (dict(eval_file=None), "eval_checks needs eval_file"),
+    (dict(keep_best=None, keep_best_if="eval_ended>=0.9"), "keep_best_if needs keep_best"),
+    (dict(keep_best_if="eval_ended=>0.9"), "'eval_ended=>0.9' is not METRIC>=NUMBER"),
+    (dict(keep_best_if="eval_ended>=0.9,eval_loops<="), "'eval_loops<=' is not METRIC>=NUMBER"),
+    (dict(keep_best_if="eval_mean_tokens<=50"), "keep_best_if 'eval_mean_tokens': not a metric"),
+    (dict(keep_best_if="val_loss<=2"), "keep_best_if val_loss: needs valid"),
 ])
 def test_bad_keep_best_options_are_refused_before_anything_runs(config, tmp_path, options, message):
     with pytest.raises(LocaltuneError, match=message):
         config(tmp_path / "run", **options)
+
+
+def test_keep_best_if_takes_the_best_among_the_evaluations_that_meet_it(config, monkeypatch, tmp_path):
+    # checks passed rises while the answers stop ending: the best by checks alone is step 10 (0.9),
+    # among the evaluations whose answers end >= 0.95 it is step 4 (0.6); step 0 is never a candidate.
+    checks = {0: 0.9, 2: 0.3, 4: 0.6, 6: 0.8, 8: 0.5, 10: 0.9, 12: 0.7}
+    ended = {0: 1.0, 2: 1.0, 4: 0.95, 6: 0.9, 8: 1.0, 10: 0.5, 12: float("nan")}
+    monkeypatch.setattr(session, "judge_answers",
+                        lambda s, step: {"eval_loops": 0.0, "eval_ended": ended[step], "eval_checks_passed": checks[step]})
+    events = []
+    run = run_training(config(tmp_path / "run", keep_best_if="eval_ended >= 0.95"), sft_task, on_event=events.append)
+    record = RunDir(run).read()
+    assert (record["best_step"], record["best_value"], record["adapter_step"]) == (4, 0.6, 4)
+    assert same_weights(adapter(run), adapter(run / "checkpoints" / layout.checkpoint_name(4)))
+    [best] = [e for e in events if e["event"] == "best_checkpoint"]
+    assert best["only_if"] == "eval_ended>=0.95" and best["step"] == 4
+    assert "among the evaluations with eval_ended>=0.95" in parse(best).text()
+
+
+def test_keep_best_if_met_by_no_evaluation_leaves_the_last_step_and_says_so(config, monkeypatch, tmp_path):
+    monkeypatch.setattr(session, "judge_answers",
+                        lambda s, step: {"eval_loops": 0.5, "eval_checks_passed": 0.1 * step})
+    events = []
+    run = run_training(config(tmp_path / "run", keep_best_if="eval_loops<=0.2,eval_checks_passed>0"), sft_task,
+                       on_event=events.append)
+    record = RunDir(run).read()
+    assert record["best_step"] is None and record["adapter_step"] == 12
+    [best] = [e for e in events if e["event"] == "best_checkpoint"]
+    assert parse(best).text() == ("--keep-best eval_checks_passed: no evaluation met eval_loops<=0.2, eval_checks_passed>0; "
+                    "the adapter is the last step's")
+
+
+def test_keep_best_if_on_a_metric_the_evaluations_do_not_report_is_a_clear_error(config, scripted, tmp_path):
+    scripted({0: 0.5})
+    with pytest.raises(LocaltuneError, match="--keep-best-if eval_prompt_strict: this run's evaluations do not"):
+        run_training(config(tmp_path / "run", keep_best_if="eval_prompt_strict>=0.5"), sft_task)
