@@ -84,10 +84,22 @@ def conditions_problem(spec: str, *, valid: bool, eval_file: bool, eval_checks: 
     except ValueError as e:
         return f"keep_best_if: {e}"
     for metric, _, _ in conditions:
+        if direction(metric) is None and metric not in _known():  # a condition needs no direction
+            return (f"keep_best_if {metric!r}: not a metric of the evaluations; use val_loss, "
+                    "val_reward_accuracy or an eval_* metric (eval_ended, eval_loops, eval_mean_tokens ...)")
         problem = metric_problem(metric, valid=valid, eval_file=eval_file, eval_checks=eval_checks)
-        if problem:
+        if problem and direction(metric) is not None:
             return problem.replace("keep_best", "keep_best_if", 1)
+        if not eval_file and metric.startswith("eval_"):
+            return f"keep_best_if {metric}: needs eval_file (the prompts whose answers are judged)"
     return None
+
+
+def _known() -> set[str]:
+    """Every eval_* metric name an evaluation can report (with or without a better direction)."""
+    from localtune.eval.during_training import eval_metrics
+
+    return set(events.metric_set(eval_metrics(ifeval=True, check_names=(), checks=True)))
 
 
 @dataclass

@@ -155,7 +155,9 @@ def test_a_metric_the_evaluations_do_not_report_is_a_clear_error(config, scripte
     (dict(keep_best=None, keep_best_if="eval_ended>=0.9"), "keep_best_if needs keep_best"),
     (dict(keep_best_if="eval_ended=>0.9"), "'eval_ended=>0.9' is not METRIC>=NUMBER"),
     (dict(keep_best_if="eval_ended>=0.9,eval_loops<="), "'eval_loops<=' is not METRIC>=NUMBER"),
-    (dict(keep_best_if="eval_mean_tokens<=50"), "keep_best_if 'eval_mean_tokens': not a metric"),
+    (dict(keep_best_if="eval_answer_length<=50"), "keep_best_if 'eval_answer_length': not a metric of"),
+    (dict(keep_best_if="eval_mean_tokens<=50", eval_file=None, eval_checks=None, keep_best="train_loss"),
+     "keep_best_if eval_mean_tokens: needs eval_file"),
     (dict(keep_best_if="val_loss<=2"), "keep_best_if val_loss: needs valid"),
 ])
 def test_bad_keep_best_options_are_refused_before_anything_runs(config, tmp_path, options, message):
@@ -178,6 +180,15 @@ def test_keep_best_if_takes_the_best_among_the_evaluations_that_meet_it(config, 
     [best] = [e for e in events if e["event"] == "best_checkpoint"]
     assert best["only_if"] == "eval_ended>=0.95" and best["step"] == 4
     assert "among the evaluations with eval_ended>=0.95" in parse(best).text()
+
+
+def test_a_condition_may_use_a_metric_without_a_better_direction(config, monkeypatch, tmp_path):
+    # eval_mean_tokens has no better direction (--keep-best refuses it) but bounds a collapse fine
+    tokens = {0: 60, 2: 50, 4: 4, 6: 30, 8: 3, 10: 2, 12: 40}
+    monkeypatch.setattr(session, "judge_answers", lambda s, step: {
+        "eval_loops": 0.0, "eval_mean_tokens": tokens[step], "eval_checks_passed": 1 - tokens[step] / 100})
+    run = run_training(config(tmp_path / "run", keep_best_if="eval_mean_tokens>=10"), sft_task)
+    assert RunDir(run).read()["best_step"] == 6
 
 
 def test_keep_best_if_met_by_no_evaluation_leaves_the_last_step_and_says_so(config, monkeypatch, tmp_path):
