@@ -110,8 +110,13 @@ def test_the_sample_ifeval_sets_cover_every_family_and_type():
 
     root = Path(__file__).resolve().parents[2] / "samples" / "ifeval"
     train, heldout = read_ifeval(root / "train.jsonl"), read_ifeval(root / "heldout.jsonl")
-    assert len(heldout) >= 30 and len(train) >= 20
+    valid = read_ifeval(root / "valid.jsonl")  # picks a GRPO run's checkpoint: neither trained on nor reported
+    assert len(heldout) >= 30 and len(train) >= 20 and len(valid) >= 20
     assert not {r.prompt for r in train} & {r.prompt for r in heldout}
+    assert not {r.prompt for r in valid} & ({r.prompt for r in train} | {r.prompt for r in heldout})
+    assert len({r.key for r in train} | {r.key for r in valid} | {r.key for r in heldout}) == (
+        len(train) + len(valid) + len(heldout))
+    check_rows(valid)
     # Held out means another task, not only other wording: no training prompt opens with a held-out
     # prompt's first sentence (the task; the instruction sentences are IFEval's and shared).
     def task(prompt):
