@@ -68,3 +68,21 @@ def clean_ifeval(prompt, completion, row):
         return 0.0
     results = check(completion, ids, row.get("kwargs") or [{}] * len(ids), row.get("prompt", prompt))
     return sum(r.strict for r in results) / len(results)
+
+
+def substantive_ifeval(prompt, completion, row, min_words=10):
+    """clean_ifeval, and 0 for an answer too short to do the prompt's task: under `min_words`
+    words, unless the row asks for a short answer (IFEval's constrained_response "My answer is
+    yes.", or "less than N words": then the floor is half of N at most). A policy rewarded by
+    clean_ifeval alone found bare answers that pass a check without the task ("P.P.S." for "end
+    with a postscript", "<<Title>>" for "give it a title"), and greedy answers shrank to ~18 tokens."""
+    ids = row.get("instruction_id_list") or []
+    if "detectable_format:constrained_response" in ids:
+        min_words = 0
+    for iid, kwargs in zip(ids, row.get("kwargs") or []):
+        kwargs = kwargs or {}
+        if iid == "length_constraints:number_words" and kwargs.get("relation") == "less than":
+            min_words = min(min_words, int(kwargs.get("num_words", 0)) // 2)
+    if len(completion.split()) < min_words:
+        return 0.0 if ids else None
+    return clean_ifeval(prompt, completion, row)

@@ -244,3 +244,27 @@ def test_the_sample_clean_ifeval_reward_zeroes_the_hacks_that_pass_ifevals_check
     assert src.score([no_comma] * 5, ["p"] * 5, answers) == [1.0, 0.0, 0.0, 0.0, 1.0]
     assert IFEvalReward().score([no_comma] * 3, ["p"] * 3, answers[1:4]) == [0.0, 1.0, 1.0]  # what it fixes
     assert src.score(prompt_rows(path.parent / "prompts.jsonl", 1), ["p"], ["an answer"]) == [None]
+
+
+def test_the_sample_substantive_ifeval_reward_refuses_bare_answers_unless_the_row_asks_for_one():
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "samples" / "grpo" / "rewards.py"
+    src = PythonReward(str(path), "substantive_ifeval")
+    rows, _ = read_prompt_set(str(path.parent.parent / "ifeval" / "train.jsonl"))
+
+    def row(iid):
+        return next(r for r in rows if r.fields["instruction_id_list"] == [iid])
+
+    ps = row("detectable_content:postscript")
+    letter = ("Dear Sam, the garden looks lovely this week and the tomatoes are nearly ripe.\n\n"
+              "P.S. Bring a basket on Sunday.")
+    assert src.score([ps, ps], ["p"] * 2, ["P.S.", letter]) == [0.0, 1.0]  # a bare marker passes IFEval
+    assert IFEvalReward().score([ps], ["p"], ["P.S."]) == [1.0]
+    yes = row("detectable_format:constrained_response")
+    assert src.score([yes], ["p"], ["My answer is yes."]) == [1.0]  # asked for: no floor
+    short = next(r for r in rows if r.fields["instruction_id_list"] == ["length_constraints:number_words"]
+                 and r.fields["kwargs"][0] == {"num_words": 25, "relation": "less than"})  # floor min(10, 12)
+    nine, eleven = "Spring brings warm rain and the first green leaves.", \
+        "Spring brings warm rain, bright tulips and the first green leaves."
+    assert src.score([short, short], ["p"] * 2, [nine, eleven]) == [0.0, 1.0]
