@@ -466,9 +466,14 @@ class EarlyStop(Event):
     evals: int
     best_step: int | None = None
     best: float | None = None
+    only_if: str | None = None  # --keep-best-if's conditions, when given
 
     def text(self) -> str:
-        return (f"stopping early at step {self.step}: {self.metric} has not improved for {self.evals} "
+        if self.only_if and self.best_step is None:
+            return (f"stopping early at step {self.step}: none of the last {self.evals} evaluations met "
+                    f"{self.only_if} (--keep-best-if)")
+        among = f" among the evaluations with {self.only_if}" if self.only_if else ""
+        return (f"stopping early at step {self.step}: {self.metric} has not improved{among} for {self.evals} "
                 f"evaluations (best {_num(self.best)} at step {self.best_step})")
 
 

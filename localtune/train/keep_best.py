@@ -66,10 +66,12 @@ _OPS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt
 def parse_conditions(spec: str | None) -> tuple[tuple[str, str, float], ...]:
     """"eval_ended>=0.95, eval_loops<=0.1" -> (("eval_ended", ">=", 0.95), ("eval_loops", "<=", 0.1)).
     Raises ValueError naming the part that is not METRIC OP NUMBER."""
-    if not spec:
+    if spec is None:
         return ()
     out = []
     for part in spec.split(","):
+        if not part.strip():
+            raise ValueError(f"an empty condition in {spec!r} (a stray comma?)")
         m = _CONDITION.match(part)
         if not m:
             raise ValueError(f"{part.strip()!r} is not METRIC>=NUMBER (or <=, >, <), e.g. eval_ended>=0.95")
@@ -84,22 +86,34 @@ def conditions_problem(spec: str, *, valid: bool, eval_file: bool, eval_checks: 
     except ValueError as e:
         return f"keep_best_if: {e}"
     for metric, _, _ in conditions:
-        if direction(metric) is None and metric not in _known():  # a condition needs no direction
-            return (f"keep_best_if {metric!r}: not a metric of the evaluations; use val_loss, "
+        # a condition needs no better direction (eval_mean_tokens>=10), only a number an evaluation reports
+        known = metric in _evaluated() or any(metric.startswith(p) and len(metric) > len(p) for p in HIGHER_PREFIXES)
+        if not known:
+            return (f"keep_best_if {metric!r}: not a number the evaluations report; use val_loss, "
                     "val_reward_accuracy or an eval_* metric (eval_ended, eval_loops, eval_mean_tokens ...)")
-        problem = metric_problem(metric, valid=valid, eval_file=eval_file, eval_checks=eval_checks)
-        if problem and direction(metric) is not None:
-            return problem.replace("keep_best", "keep_best_if", 1)
-        if not eval_file and metric.startswith("eval_"):
+        if metric.startswith("val_") and not valid:
+            return f"keep_best_if {metric}: needs valid (a validation file to compute it on)"
+        if metric.startswith("eval_") and not eval_file:
             return f"keep_best_if {metric}: needs eval_file (the prompts whose answers are judged)"
+        if metric.startswith(("eval_check_", "eval_checks_")) and not eval_checks:
+            return f"keep_best_if {metric}: needs eval_checks (the checks file that defines it)"
+    for metric, op, value in conditions:
+        if _is_share(metric) and not 0 <= value <= 1:  # "eval_ended>=95" could never be met
+            return f"keep_best_if {metric}{op}{value:g}: {metric} is a share from 0 to 1 (e.g. 0.95, not 95)"
     return None
 
 
-def _known() -> set[str]:
-    """Every eval_* metric name an evaluation can report (with or without a better direction)."""
+def _is_share(metric: str) -> bool:
+    """Whether a metric is a share in [0, 1]: the answer checks, IFEval accuracies, reward accuracy."""
+    return metric == "val_reward_accuracy" or (metric.startswith("eval_") and metric != "eval_mean_tokens")
+
+
+def _evaluated() -> set[str]:
+    """The val_* and eval_* names an evaluation can report (with or without a better direction)."""
     from localtune.eval.during_training import eval_metrics
 
-    return set(events.metric_set(eval_metrics(ifeval=True, check_names=(), checks=True)))
+    names = events.metric_set(eval_metrics(ifeval=True, check_names=(), checks=True))
+    return {k for k in names if k.startswith(("val_", "eval_"))}
 
 
 @dataclass

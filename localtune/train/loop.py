@@ -257,7 +257,7 @@ def train(
             save_checkpoint(state)
         if stop_early:
             on_event(events.EarlyStop(state.step, keep_best.metric, keep_best.bad_evals,
-                                      keep_best.best_step, keep_best.best).to_dict())
+                                      keep_best.best_step, keep_best.best, keep_best.condition_text).to_dict())
             return "finished"  # early: keep_best.stopped_at says so
         if (evaluate_now or save_now) and not last:
             phase("training")

@@ -155,9 +155,10 @@ def test_a_metric_the_evaluations_do_not_report_is_a_clear_error(config, scripte
     (dict(keep_best=None, keep_best_if="eval_ended>=0.9"), "keep_best_if needs keep_best"),
     (dict(keep_best_if="eval_ended=>0.9"), "'eval_ended=>0.9' is not METRIC>=NUMBER"),
     (dict(keep_best_if="eval_ended>=0.9,eval_loops<="), "'eval_loops<=' is not METRIC>=NUMBER"),
-    (dict(keep_best_if="eval_answer_length<=50"), "keep_best_if 'eval_answer_length': not a metric of"),
-    (dict(keep_best_if="eval_mean_tokens<=50", eval_file=None, eval_checks=None, keep_best="train_loss"),
-     "keep_best_if eval_mean_tokens: needs eval_file"),
+    (dict(keep_best_if="eval_answer_length<=50"), "keep_best_if 'eval_answer_length': not a number the evaluations report"),
+    (dict(keep_best_if="eval_ended>=0.9,"), "an empty condition in 'eval_ended>=0.9,' \\(a stray comma\\?\\)"),
+    (dict(keep_best_if="eval_ended>=95"), "eval_ended is a share from 0 to 1"),
+    (dict(keep_best_if="tokens_per_sec>=100"), "'tokens_per_sec': not a number the evaluations report"),
     (dict(keep_best_if="val_loss<=2"), "keep_best_if val_loss: needs valid"),
 ])
 def test_bad_keep_best_options_are_refused_before_anything_runs(config, tmp_path, options, message):
@@ -202,9 +203,50 @@ def test_keep_best_if_met_by_no_evaluation_leaves_the_last_step_and_says_so(conf
     [best] = [e for e in events if e["event"] == "best_checkpoint"]
     assert parse(best).text() == ("--keep-best eval_checks_passed: no evaluation met eval_loops<=0.2, eval_checks_passed>0; "
                     "the adapter is the last step's")
+    from localtune.export.card import model_card
+
+    card = model_card(run, "peft", "base", has_plot=False)
+    assert "- no evaluation met eval_loops<=0.2,eval_checks_passed>0; the adapter is the last step's (12)" in card
+    assert "the best by" not in card
 
 
 def test_keep_best_if_on_a_metric_the_evaluations_do_not_report_is_a_clear_error(config, scripted, tmp_path):
     scripted({0: 0.5})
     with pytest.raises(LocaltuneError, match="--keep-best-if eval_prompt_strict: this run's evaluations do not"):
         run_training(config(tmp_path / "run", keep_best_if="eval_prompt_strict>=0.5"), sft_task)
+
+
+def test_a_condition_is_checked_against_the_files_it_needs():
+    from localtune.train.keep_best import conditions_problem
+
+    def problem(spec, **files):
+        return conditions_problem(spec, **{"valid": False, "eval_file": False, "eval_checks": False, **files})
+
+    assert problem("eval_mean_tokens<=50") == "keep_best_if eval_mean_tokens: needs eval_file (the prompts whose answers are judged)"
+    assert problem("eval_mean_tokens<=50", eval_file=True) is None
+    assert "needs valid" in problem("val_reward_margin>=0", eval_file=True)
+    assert "needs eval_checks" in problem("eval_check_greets>=0.5", eval_file=True)
+    assert problem("eval_check_greets>=0.5", eval_file=True, eval_checks=True) is None
+
+
+def test_keep_best_if_survives_a_resume_and_names_itself_when_patience_runs_out(config, monkeypatch, tmp_path,
+                                                                                stop_after):
+    # the best checks value (0.9 at step 6) misses the condition; among those that meet it, step 4.
+    # After step 4 nothing better meets it: patience 3 stops at 10, the same with a stop at 7 + resume.
+    checks = {0: 0.0, 2: 0.3, 4: 0.5, 6: 0.9, 8: 0.2, 10: 0.6, 12: 1.0}
+    ended = {0: 1.0, 2: 1.0, 4: 1.0, 6: 0.5, 8: 1.0, 10: 0.6, 12: 1.0}
+    monkeypatch.setattr(session, "judge_answers",
+                        lambda s, step: {"eval_loops": 0.0, "eval_ended": ended[step], "eval_checks_passed": checks[step]})
+    cfg = dict(patience=3, keep_best_if="eval_ended>=0.95")
+    events = []
+    run_a = run_training(config(tmp_path / "a", **cfg), sft_task, on_event=events.append)
+    run_b = run_training(config(tmp_path / "b", **cfg), sft_task, should_stop=stop_after(7))
+    run_training(None, sft_task, resume=run_b)
+    a, b = RunDir(run_a).read(), RunDir(run_b).read()
+    for key in ("step", "best_step", "best_value", "early_stopped_at", "adapter_step"):
+        assert a[key] == b[key], key
+    assert (a["best_step"], a["early_stopped_at"]) == (4, 10)
+    assert same_weights(adapter(run_a), adapter(run_b))
+    [stop] = [e for e in events if e["event"] == "early_stop"]
+    assert parse(stop).text() == ("stopping early at step 10: eval_checks_passed has not improved among the "
+                                  "evaluations with eval_ended>=0.95 for 3 evaluations (best 0.5 at step 4)")
