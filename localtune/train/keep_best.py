@@ -50,12 +50,17 @@ def metric_problem(metric: str, *, valid: bool, eval_file: bool, eval_checks: bo
         return (f"keep_best {metric!r}: not a metric with a better direction; use val_loss, "
                 "val_reward_accuracy, or an eval_* metric (eval_checks_passed, eval_check_<name>, eval_loops, "
                 "eval_ended, eval_prompt_strict, eval_instruction_strict ...)")
+    return missing_file("keep_best", metric, valid=valid, eval_file=eval_file, eval_checks=eval_checks)
+
+
+def missing_file(option: str, metric: str, *, valid: bool, eval_file: bool, eval_checks: bool) -> str | None:
+    """Which file `metric` needs that the run lacks (as "OPTION METRIC: needs ..."), or None."""
     if metric.startswith("val_") and not valid:
-        return f"keep_best {metric}: needs valid (a validation file to compute it on)"
+        return f"{option} {metric}: needs valid (a validation file to compute it on)"
     if metric.startswith("eval_") and not eval_file:
-        return f"keep_best {metric}: needs eval_file (the prompts whose answers are judged)"
+        return f"{option} {metric}: needs eval_file (the prompts whose answers are judged)"
     if metric.startswith(("eval_check_", "eval_checks_")) and not eval_checks:
-        return f"keep_best {metric}: needs eval_checks (the checks file that defines it)"
+        return f"{option} {metric}: needs eval_checks (the checks file that defines it)"
     return None
 
 
@@ -91,12 +96,9 @@ def conditions_problem(spec: str, *, valid: bool, eval_file: bool, eval_checks: 
         if not known:
             return (f"keep_best_if {metric!r}: not a number the evaluations report; use val_loss, "
                     "val_reward_accuracy or an eval_* metric (eval_ended, eval_loops, eval_mean_tokens ...)")
-        if metric.startswith("val_") and not valid:
-            return f"keep_best_if {metric}: needs valid (a validation file to compute it on)"
-        if metric.startswith("eval_") and not eval_file:
-            return f"keep_best_if {metric}: needs eval_file (the prompts whose answers are judged)"
-        if metric.startswith(("eval_check_", "eval_checks_")) and not eval_checks:
-            return f"keep_best_if {metric}: needs eval_checks (the checks file that defines it)"
+        problem = missing_file("keep_best_if", metric, valid=valid, eval_file=eval_file, eval_checks=eval_checks)
+        if problem:
+            return problem
     for metric, op, value in conditions:
         if _is_share(metric) and not 0 <= value <= 1:  # "eval_ended>=95" could never be met
             return f"keep_best_if {metric}{op}{value:g}: {metric} is a share from 0 to 1 (e.g. 0.95, not 95)"
