@@ -37,7 +37,8 @@ def family(instruction_id: str) -> str:
 
 def _quiet_langdetect(record: logging.LogRecord) -> bool:
     """False (drop) for if-verifiable's "Unable to detect language" records."""
-    return not ("if_verifiable" in record.pathname and record.msg.startswith("Unable to detect language"))
+    return not ("if_verifiable" in record.pathname and isinstance(record.msg, str)
+                and record.msg.startswith("Unable to detect language"))
 
 
 @functools.lru_cache(maxsize=1)
