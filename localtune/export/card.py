@@ -46,15 +46,16 @@ def model_card(run: str | Path, fmt: str, base_name: str, *, has_plot: bool) -> 
     lines += [f"- {k}: {v:.4f} (step {s})" for k, (s, v) in metrics.items()] or ["- no metrics recorded"]
     if info.get("step") is not None:
         lines.append(f"- steps: {info['step']}, status: {info.get('status', '?')}")
-    if info.get("best_metric") and info.get("adapter_step") is not None and info.get("best_step") is None:
-        which = f"met {cfg['keep_best_if']}" if cfg.get("keep_best_if") else f"gave a value of {info['best_metric']}"
-        lines.append(f"- no evaluation {which}; the adapter is the last step's ({info['adapter_step']})")
-    elif info.get("best_metric") and info.get("adapter_step") is not None:
-        stopped = (f"; stopped early at step {info['early_stopped_at']} (patience {cfg.get('patience')})"
-                   if info.get("early_stopped_at") is not None else "")
-        among = f" among the evaluations with {cfg['keep_best_if']}" if cfg.get("keep_best_if") else ""
-        lines.append(f"- the adapter is the checkpoint of step {info['adapter_step']}, the best by "
-                     f"{info['best_metric']} ({info.get('best_value')}){among}{stopped}")
+    if info.get("best_metric") and info.get("adapter_step") is not None:
+        if info.get("best_step") is None:
+            which = f"met {cfg['keep_best_if']}" if cfg.get("keep_best_if") else f"gave a value of {info['best_metric']}"
+            lines.append(f"- no evaluation {which}; the adapter is the last step's ({info['adapter_step']})")
+        else:
+            stopped = (f"; stopped early at step {info['early_stopped_at']} (patience {cfg.get('patience')})"
+                       if info.get("early_stopped_at") is not None else "")
+            among = f" among the evaluations with {cfg['keep_best_if']}" if cfg.get("keep_best_if") else ""
+            lines.append(f"- the adapter is the checkpoint of step {info['adapter_step']}, the best by "
+                         f"{info['best_metric']} ({info.get('best_value')}){among}{stopped}")
     if has_plot:
         lines += ["", "![loss curve: training (blue) and validation (orange) loss per step](loss.png)"]
     usage = {

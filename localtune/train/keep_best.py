@@ -31,11 +31,16 @@ from localtune.errors import LocaltuneError
 HIGHER_PREFIXES = ("eval_check_", "eval_score_")
 
 
-def direction(metric: str) -> str | None:
-    """"lower" / "higher" for a metric --keep-best can compare, None otherwise."""
+def _declared() -> dict[str, events.Metric]:
+    """Every metric a run can declare: the built-in ones and the eval_* of eval during training."""
     from localtune.eval.during_training import eval_metrics
 
-    known = events.metric_set(eval_metrics(ifeval=True, check_names=(), checks=True))
+    return events.metric_set(eval_metrics(ifeval=True, check_names=(), checks=True))
+
+
+def direction(metric: str) -> str | None:
+    """"lower" / "higher" for a metric --keep-best can compare, None otherwise."""
+    known = _declared()
     if metric in known:
         return known[metric].better
     if any(metric.startswith(p) and len(metric) > len(p) for p in HIGHER_PREFIXES):
@@ -92,8 +97,8 @@ def conditions_problem(spec: str, *, valid: bool, eval_file: bool, eval_checks: 
         return f"keep_best_if: {e}"
     for metric, _, _ in conditions:
         # a condition needs no better direction (eval_mean_tokens>=10), only a number an evaluation reports
-        known = metric in _evaluated() or any(metric.startswith(p) and len(metric) > len(p) for p in HIGHER_PREFIXES)
-        if not known:
+        evaluated = metric.startswith(("val_", "eval_")) and (metric in _declared() or direction(metric) is not None)
+        if not evaluated:
             return (f"keep_best_if {metric!r}: not a number the evaluations report; use val_loss, "
                     "val_reward_accuracy or an eval_* metric (eval_ended, eval_loops, eval_mean_tokens ...)")
         problem = missing_file("keep_best_if", metric, valid=valid, eval_file=eval_file, eval_checks=eval_checks)
@@ -108,14 +113,6 @@ def conditions_problem(spec: str, *, valid: bool, eval_file: bool, eval_checks: 
 def _is_share(metric: str) -> bool:
     """Whether a metric is a share in [0, 1]: the answer checks, IFEval accuracies, reward accuracy."""
     return metric == "val_reward_accuracy" or (metric.startswith("eval_") and metric != "eval_mean_tokens")
-
-
-def _evaluated() -> set[str]:
-    """The val_* and eval_* names an evaluation can report (with or without a better direction)."""
-    from localtune.eval.during_training import eval_metrics
-
-    names = events.metric_set(eval_metrics(ifeval=True, check_names=(), checks=True))
-    return {k for k in names if k.startswith(("val_", "eval_"))}
 
 
 @dataclass
