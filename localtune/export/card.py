@@ -48,7 +48,8 @@ def model_card(run: str | Path, fmt: str, base_name: str, *, has_plot: bool) -> 
         lines.append(f"- steps: {info['step']}, status: {info.get('status', '?')}")
     if info.get("best_metric") and info.get("adapter_step") is not None:
         if info.get("best_step") is None:
-            which = f"met {cfg['keep_best_if']}" if cfg.get("keep_best_if") else f"gave a value of {info['best_metric']}"
+            which = (f"met {cfg['keep_best_if']}" if cfg.get("keep_best_if")
+                     else f"gave a value of {info['best_metric']}")
             lines.append(f"- no evaluation {which}; the adapter is the last step's ({info['adapter_step']})")
         else:
             stopped = (f"; stopped early at step {info['early_stopped_at']} (patience {cfg.get('patience')})"
