@@ -136,7 +136,8 @@ class Judge:
         from localtune.data.preferences import load_pairs
         from localtune.eval.variants import AdapterSwitch, Variant
         from localtune.train.dpo import eval_pair_batches
-        from localtune.train.reference import eval_mode, sequence_logps
+        from localtune.lora import eval_mode
+        from localtune.train.reference import sequence_logps
 
         AdapterSwitch(self.model).activate(Variant("pairs", adapter))
         pairs = load_pairs(str(PAIRS), self.tokenizer, max_seq_len=2048)

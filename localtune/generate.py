@@ -10,7 +10,8 @@ Both wrap mlx_lm rather than re-implement it. Two things are ours, with reasons:
   from MLX's global RNG): generation never moves the caller's random stream (a training loop's), and
   the same call gives the same answers. mlx_lm's filters (top-p, min-p) are used as they are; with
   top-k set, `topk_sampling` keeps the same tokens without sorting the whole vocabulary each step.
-- The model is put in eval mode while decoding (LoRA dropout off) and put back as it was after.
+- The model is put in eval mode while decoding (LoRA dropout off), and each module's own mode is
+  put back after (`lora.eval_mode`).
 
 Reproducible draws: the same model weights, prompts, `n`, `batch_size` and `Sampling` (seed included)
 give the same completions. The rows of a batch share one random stream, so a different batch_size or
@@ -21,7 +22,6 @@ Adapter on/off is the caller's: `localtune.lora.set_adapter_enabled`.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 from dataclasses import asdict, dataclass, field, fields
@@ -32,6 +32,7 @@ import localtune  # noqa: F401  (OpenBLAS before mlx)
 import mlx.core as mx
 
 from localtune.errors import LocaltuneError
+from localtune.lora import eval_mode
 
 GENERATION_CONFIG = "generation_config.json"
 DEFAULT_BATCH_SIZE = 32  # rows decoded together; more rarely helps on CPU (bench/eval_batching.py)
@@ -226,18 +227,6 @@ def stop_sequences(tokenizer) -> list[list[int]]:
     return seqs
 
 
-@contextlib.contextmanager
-def inference_mode(model):
-    """Eval mode (dropout off) while decoding; the model's own mode afterwards."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        if was_training:
-            model.train()
-
-
 def _trim_stop(tokens: list[int], stops: list[list[int]]) -> list[int]:
     for seq in sorted(stops, key=len, reverse=True):
         if len(tokens) >= len(seq) and tokens[-len(seq):] == seq:
@@ -273,7 +262,7 @@ def generate_batch(model, tokenizer, prompts: Sequence, sampling: Sampling | Non
     tokens: dict[int, list[int]] = {}
     logprobs: dict[int, list[float]] = {}
     finish: dict[int, str] = {}
-    with inference_mode(model):
+    with eval_mode(model):
         gen = BatchGenerator(model, max_tokens=sampling.max_tokens, stop_tokens=stops,
                              sampler=make_sampler(sampling), logits_processors=make_logits_processors(sampling),
                              completion_batch_size=batch_size, prefill_batch_size=min(batch_size, 8))
@@ -324,7 +313,7 @@ def stream_answer(model, tokenizer, prompt, sampling: Sampling | None = None,
     ids = encode_prompt(tokenizer, prompt)
     marker = _fallback_marker(tokenizer)
     pending = ""  # text held back while it could be the start of a several-token end marker
-    with inference_mode(model):
+    with eval_mode(model):
         for r in stream_generate(model, tokenizer, ids, max_tokens=sampling.max_tokens,
                                  sampler=make_sampler(sampling),
                                  logits_processors=make_logits_processors(sampling)):

@@ -9,6 +9,7 @@ its base-vs-tuned comparison without a second copy of the model.
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -225,6 +226,21 @@ def linear_names(block: nn.Module) -> list[str]:
 
 def adapter_layers(model: nn.Module) -> list[LoRALinear]:
     return [m for _, m in model.named_modules() if isinstance(m, LoRALinear)]
+
+
+@contextmanager
+def eval_mode(model: nn.Module):
+    """No dropout inside the block (decoding, reference and validation passes); then every
+    module's own flag back. Not `model.train(was)`: mlx_lm loads a model in eval mode while our
+    LoRA layers are made in train mode, so the root's flag is not the run's, and restoring it
+    would switch LoRA dropout off for the rest of a run after its first eval."""
+    flags = [(m, m.training) for _, m in model.named_modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, flag in flags:
+            m._set_training_mode(flag)
 
 
 def set_adapter_enabled(model: nn.Module, enabled: bool) -> None:

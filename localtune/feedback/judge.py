@@ -259,14 +259,14 @@ class Judge:
         import mlx.core as mx
         import numpy as np
 
-        from localtune.generate import inference_mode
+        from localtune.lora import eval_mode
         from localtune.train.logits import target_logits
 
         order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
         out = [0.0] * len(prompts)
         a_ids, b_ids = (mx.array(ids) for ids in self.label_ids)
         done = 0
-        with self.view(), inference_mode(self.model):
+        with self.view(), eval_mode(self.model):
             start = 0
             while start < len(order):
                 longest = len(prompts[order[start]])

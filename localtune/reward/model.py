@@ -128,7 +128,7 @@ class RewardModel:
 
     @contextmanager
     def _scoring(self):
-        from localtune.train.reference import eval_mode
+        from localtune.lora import eval_mode
 
         if not self.shared:
             with eval_mode(self.model):

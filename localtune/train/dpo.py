@@ -16,9 +16,9 @@ import mlx.core as mx
 
 from localtune.data.batching import BatchStream, EvalBatches, Shard, eval_groups
 from localtune.events import Metric
+from localtune.lora import eval_mode
 from localtune.train.reference import (
     cached_reference,
-    eval_mode,
     live_reference,
     sequence_logps,
     starting_adapter,

@@ -211,7 +211,8 @@ class GRPOStream(BatchStream):
     def score(self, batch: GRPOBatch, old=None, ref=None) -> GRPOBatch:
         """The reference's log-probs (KL) and, for several updates, the sampling policy's."""
         from localtune.train.frozen_prefix import batch_prefix
-        from localtune.train.reference import eval_mode, reference_policy
+        from localtune.lora import eval_mode
+        from localtune.train.reference import reference_policy
 
         model, cfg = self.sampler.model, self.cfg
         if cfg.kl_beta > 0 or cfg.updates_per_batch > 1:

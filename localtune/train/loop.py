@@ -67,7 +67,7 @@ def _step_seed(seed: int, step: int) -> int:
 def evaluate(model: nn.Module, loss_fn, batches: Iterable, progress=None) -> dict:
     """Weighted mean loss (and metrics) over `batches`, with no gradient and no dropout (the model
     in eval mode, each module's own flag back after). `progress(done)` after each batch."""
-    from localtune.train.reference import eval_mode
+    from localtune.lora import eval_mode
 
     total = ntok = 0.0
     sums: dict[str, float] = {}

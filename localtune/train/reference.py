@@ -24,7 +24,7 @@ import mlx.nn as nn
 from localtune import events
 from localtune.errors import RunError
 from localtune.fsutil import atomic_save_safetensors, atomic_write_bytes
-from localtune.lora import ADAPTER_FILE, CONFIG_FILE, adapter_layers, adapter_weights
+from localtune.lora import ADAPTER_FILE, CONFIG_FILE, adapter_layers, adapter_weights, eval_mode
 from localtune.runs import RunDir, layout
 from localtune.train.provenance import base_fingerprint  # noqa: F401  (re-exported: tests use it here)
 
@@ -40,20 +40,6 @@ def starting_adapter(adapter_dir: str | Path | None) -> dict[str, mx.array] | No
     from localtune.lora import read_adapter_file
 
     return dict(read_adapter_file(Path(adapter_dir) / ADAPTER_FILE))
-
-
-@contextmanager
-def eval_mode(model: nn.Module):
-    """No dropout inside the block; then every module's own flag back. (Not model.train(prev):
-    mlx_lm loads models in eval mode while our LoRA layers are in train mode, and a blanket
-    restore would silently turn LoRA dropout off.)"""
-    flags = [(m, m.training) for _, m in model.named_modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for m, flag in flags:
-            m._set_training_mode(flag)
 
 
 @contextmanager

@@ -107,7 +107,7 @@ class RolloutSampler:
     def sample(self, items: list[int], n: int, seed: int) -> tuple[list[Rollout], dict]:
         """n answers to each prompt row in `items` (item-major), rewarded; and the batch's stats."""
         from localtune.generate import generate_batch
-        from localtune.train.reference import eval_mode
+        from localtune.lora import eval_mode
 
         cfg = self.cfg
         t0 = time.perf_counter()

@@ -166,6 +166,21 @@ def test_token_id_prompts_and_bad_prompts(model_tok):
     assert generate_batch(model, tok, [], Sampling(max_tokens=8)) == []
 
 
+def test_decoding_gives_back_each_modules_own_mode_not_the_roots(varied_model_dir):
+    # As a training run has it: mlx_lm loads the model in eval mode and attach_lora adds layers in
+    # train mode, so the root says "eval" while LoRA dropout is on. Decoding in the middle of the run
+    # (eval during training, GRPO rollouts) used to restore only the root's flag, which left every
+    # dropout off for the rest of the run: --lora-dropout silently did nothing after the first eval.
+    model, tok = load_model(varied_model_dir)
+    attach_lora(model, LoraSpec(rank=4, alpha=8, dropout=0.5, layers=-1))
+    dropouts = [m for _, m in model.named_modules() if type(m).__name__ == "Dropout"]
+    assert dropouts and not model.training and all(d.training for d in dropouts)
+    generate_batch(model, tok, PROMPTS[:2], Sampling(max_tokens=4))
+    assert not model.training and all(d.training for d in dropouts)
+    "".join(stream_answer(model, tok, PROMPTS[0], Sampling(max_tokens=4)))
+    assert not model.training and all(d.training for d in dropouts)
+
+
 def test_lora_dropout_is_off_while_decoding_and_the_mode_comes_back(varied_model_dir):
     model, tok = load_model(varied_model_dir)
     attach_lora(model, LoraSpec(rank=4, alpha=8, dropout=0.5, layers=-1))
