@@ -30,6 +30,27 @@ import common  # noqa: E402,F401
 import localtune  # noqa: E402,F401
 
 
+def pick_best(answers, rewards, n: int, min_reward: float):
+    """Per prompt (answers prompt-major, n each): its first answer that ended, does not loop and whose
+    reward is at least `min_reward`, else None; and the counts over all answers (ended, loops, and
+    how many meet the whole bar: "kept")."""
+    from localtune.eval.health import loops
+
+    picks, counts = [], {"ended": 0, "loops": 0, "kept": 0}
+    for start in range(0, len(answers), n):
+        best = None
+        for c, reward in zip(answers[start:start + n], rewards[start:start + n]):
+            looped = loops(c.text)
+            ok = c.ended and not looped and reward is not None and reward >= min_reward
+            counts["ended"] += bool(c.ended)
+            counts["loops"] += looped
+            counts["kept"] += ok
+            if ok and best is None:
+                best = c
+        picks.append(best)
+    return picks, counts
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--prompts", required=True, help="prompt rows (IFEval schema, chats or prompt strings)")
@@ -45,7 +66,6 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
 
     from localtune.data.prompts import read_prompt_set
-    from localtune.eval.health import loops
     from localtune.fsutil import atomic_write_text
     from localtune.generate import Sampling, generate_batch
     from localtune.models import load_model, resolve_model
@@ -65,19 +85,10 @@ def main(argv=None) -> int:
     seconds = time.time() - started
     answer_rows = [rows[c.prompt_index] for c in answers]
     total = score_all(sources, answer_rows, [r.prompt for r in answer_rows], [c.text for c in answers]).total
-    kept, ended, looped, good = [], 0, 0, 0
-    for i, row in enumerate(rows):
-        best = None
-        for k in range(i * a.n, (i + 1) * a.n):
-            c, reward = answers[k], total[k]
-            ended += c.ended
-            looped += loops(c.text)
-            ok = c.ended and not loops(c.text) and reward is not None and reward >= a.min_reward
-            good += ok
-            if ok and best is None:
-                best = c
-        if best is not None:
-            kept.append({"messages": [*row.messages, {"role": "assistant", "content": best.text}]})
+    picks, counts = pick_best(answers, total, a.n, a.min_reward)
+    kept = [{"messages": [*rows[i].messages, {"role": "assistant", "content": c.text}]}
+            for i, c in enumerate(picks) if c is not None]
+    ended, looped, good = counts["ended"], counts["loops"], counts["kept"]
     atomic_write_text(a.out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept))
     n = len(answers)
     print(f"{n} answers in {seconds:.0f} s: ended {ended / n:.2f}, loops {looped / n:.2f}, "
