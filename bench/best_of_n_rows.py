@@ -8,8 +8,8 @@ The model (SmolLM2 by default, `--adapter` on top) answers every prompt row n ti
 (localtune.generate.generate_batch); the same reward sources as `localtune train grpo --reward`
 score them (localtune.rewards: ifeval, checks, python functions ...). A prompt's answer is kept when
 it ended (EOS before --max-tokens), does not loop (eval's detector) and its total reward is at least
---min-reward; the first such answer of each prompt becomes one chat row {"messages": [user,
-assistant]} for `localtune train sft --data rows.jsonl`. Prints the share of answers that ended,
+--min-reward; the first such answer of each prompt becomes one chat row (the prompt's messages and
+the answer as the assistant turn) for `localtune train sft --data rows.jsonl`. Prints the share of answers that ended,
 looped and reached the bar, and how many prompts kept a row.
 
 Why a bench script and not a command: it is the experiment behind bench/NOTES.md's "Best-of-n SFT"
