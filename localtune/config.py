@@ -43,6 +43,9 @@ class TrainConfig:
     grad_clip: float | None = _f(None, "clip the global gradient norm to this value")
     weight_by_tokens: bool = _f(True, "SFT: weight each step by its target tokens, so every token counts the same "
                                     "over an epoch (off: every batch's mean counts the same, as mlx_lm)")
+    unlikelihood: float = _f(0.0, "SFT: weight of an unlikelihood term that pushes down tokens the answer has "
+                                  "already used where they are not next (Welleck et al. 2020; against "
+                                  "answers that loop; 0 = off)")
     # adapter
     lora_rank: int = _f(8, "LoRA rank r")
     lora_alpha: float = _f(16.0, "LoRA alpha; the update is scaled by alpha / rank")
@@ -236,6 +239,7 @@ RULES = (
     ("lora_rank", lambda v: _num(v) and v >= 1, ">= 1"),
     ("lora_alpha", lambda v: _num(v) and v > 0, "a finite number > 0 (the update is scaled by alpha / rank; "
                                                 "0 would train nothing)"),
+    ("unlikelihood", lambda v: _num(v) and v >= 0, "a finite number >= 0 (0 = off)"),
     ("lora_dropout", lambda v: _num(v) and 0 <= v < 1, "in [0, 1)"),
     ("lora_layers", lambda v: _num(v) and (v == -1 or v >= 1), "-1 (all blocks) or the number of last blocks "
                                                               "to adapt, >= 1"),
@@ -337,6 +341,8 @@ def pair_mode_problems(cfg, mode: str) -> list[str]:
         problems.append(f"train_on_prompt does not apply to {mode} (the loss is on the responses)")
     if cfg.pack:
         problems.append(f"pack applies to SFT only ({mode} batches chosen and rejected side by side)")
+    if cfg.unlikelihood:
+        problems.append(f"unlikelihood applies to SFT only ({mode} has a loss of its own)")
     if cfg.format is not None:
         problems.append(f"format does not apply to {mode} (preference files are detected by their keys)")
     return problems

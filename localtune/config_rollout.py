@@ -68,7 +68,8 @@ class RolloutConfig(TrainConfig):
                             "--batch-size x the answers per prompt does all of them at once)")
         for name, why in (("pack", "answers are generated, not packed"), ("train_on_prompt", "the loss is on answers"),
                           ("format", "prompt files are read by their keys"), ("columns", "prompt rows are read by "
-                                                                                          "their keys")):
+                                                                                          "their keys"),
+                          ("unlikelihood", "an SFT loss term; the reward decides here")):
             if getattr(self, name):
                 problems.append(f"{name} does not apply to training on the model's answers ({why})")
         if self.valid:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 
 # TrainConfig fields that do not apply to training on the model's answers (config_rollout.py refuses them).
-NOT_ROLLOUT_FLAGS = ("data", "valid", "format", "columns", "train_on_prompt", "pack", "weight_by_tokens", "overlong")
+NOT_ROLLOUT_FLAGS = ("data", "valid", "format", "columns", "train_on_prompt", "pack", "weight_by_tokens", "overlong",
+                     "unlikelihood")
 ROLLOUT_HELPS = {"batch_size": "prompts per micro-batch, each answered --group-size times"}
 
 

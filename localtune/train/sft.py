@@ -23,6 +23,26 @@ def sft_loss(model: nn.Module, batch: Batch):
     return -logp.sum() / mx.maximum(ntokens, 1), ntokens, {}
 
 
+def sft_unlikelihood_loss(alpha: float):
+    """sft_loss plus `alpha` x the unlikelihood term (train/unlikelihood.py), both per target token.
+    Metrics: `nll` (the cross-entropy alone, comparable with runs without the term) and
+    `unlikelihood`."""
+    import numpy as np
+
+    from localtune.train.logits import target_and_token_logprobs
+    from localtune.train.unlikelihood import candidate_mask, unlikelihood_sum
+
+    def loss(model: nn.Module, batch: Batch):
+        logp, others = target_and_token_logprobs(model, batch, batch.targets)
+        mask = mx.array(candidate_mask(np.array(batch.targets), np.array(batch.target_rows)))
+        ntokens = mx.array(logp.size, mx.float32)
+        nll = -logp.sum() / mx.maximum(ntokens, 1)
+        ul = unlikelihood_sum(others, mask) / mx.maximum(ntokens, 1)
+        return nll + alpha * ul, ntokens, {"nll": nll, "unlikelihood": ul}
+
+    return loss
+
+
 def build_sft_data(ctx: TaskContext) -> TaskData:
     """Token rows from the data files; batches bucketed by length, or packed (--pack)."""
     from localtune.data.batching import BatchStream, eval_batches
@@ -45,4 +65,6 @@ def build_sft_data(ctx: TaskContext) -> TaskData:
 
 def sft_task(cfg) -> TrainingTask:
     """SFT: rows from the data files, the loss above, weighted by target tokens."""
-    return TrainingTask("sft", sft_loss, build_sft_data, weight_unit="tokens")
+    alpha = getattr(cfg, "unlikelihood", 0.0)
+    loss = sft_unlikelihood_loss(alpha) if alpha > 0 else sft_loss
+    return TrainingTask("sft", loss, build_sft_data, weight_unit="tokens")
