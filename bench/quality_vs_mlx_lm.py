@@ -8,6 +8,9 @@ with warm-up, LoRA rank/alpha/layers/targets, max length), seed s for repeat s, 
 goes first. The peer gets the same numbers: `--mask-prompt`, AdamW with weight decay 0, and the
 schedule through its `lr_schedule` config (cosine_decay over iters - warmup steps after a linear
 warm-up from 0, mlx_lm's own warm-up shape); it runs with OpenBLAS preloaded, as localtune does.
+The recipe's `unlikelihood` term has no mlx_lm counterpart, so the side named localtune runs with
+`--unlikelihood 0` (the same settings as the peer); `--variant demo='--unlikelihood 2'` measures the
+demo's full recipe.
 
 Every adapter (and the base model) is then judged by localtune's eval with ONE loaded base model,
 adapters switched: greedy decoding, --max-tokens (128 by default), on the 6 held-out prompts of
@@ -93,7 +96,8 @@ def localtune_cmd(cfg, out: Path, seed: int, flags: list[str], env: dict) -> lis
     entry = [str(ROOT / "bench" / "localtune_patched.py")] if env.get("BENCH_PATCHES") else ["-m", "localtune"]
     return [sys.executable, *entry, "train", "sft", "--config", str(RECIPE), "--model",
             str(cfg["_model"]), "--data", str(DATA / "train.jsonl"), "--valid", str(DATA / "valid.jsonl"),
-            "--out", str(out), "--iters", str(cfg["iters"]), "--seed", str(seed), "--eval-every", "0", "--save-every", "0", *flags]
+            "--out", str(out), "--iters", str(cfg["iters"]), "--seed", str(seed), "--eval-every", "0", "--save-every", "0",
+            "--unlikelihood", "0", *flags]  # a variant's own --unlikelihood comes later and wins
 
 
 def peer_cmd(cfg, out: Path, seed: int) -> list[str]:

@@ -85,7 +85,8 @@ ADVANCED = tuple(FieldSpec(key, label, advanced=True) for key, label in (
     ("report_to", "report to"),
 ))
 SFT_ONLY = tuple(FieldSpec(key, label, advanced=True) for key, label in (
-    ("pack", "pack rows"), ("weight_by_tokens", "weight by tokens"), ("train_on_prompt", "train on prompt"),
+    ("pack", "pack rows"), ("weight_by_tokens", "weight by tokens"), ("unlikelihood", "unlikelihood"),
+    ("train_on_prompt", "train on prompt"),
     ("format", "data format"), ("columns", "columns"),
 ))
 NOT_ON_ANSWERS = {"valid", "overlong", "val_batches"}  # training on the model's own answers: no data rows

@@ -70,7 +70,10 @@ def _summary(name: str, events: list[dict]) -> None:
     vals = [e for e in events if e.get("event") == "val"]
     train = [e for e in events if e.get("event") == "train"]
     if vals:
-        line = f"{name}: held-out loss {vals[0]['val_loss']:.3f} -> {vals[-1]['val_loss']:.3f}"
+        # the cross-entropy alone when the loss has an unlikelihood term (SFT --unlikelihood): the
+        # number people compare with other runs and tools
+        key = "val_nll" if "val_nll" in vals[-1] else "val_loss"
+        line = f"{name}: held-out loss {vals[0][key]:.3f} -> {vals[-1][key]:.3f}"
         if "val_reward_accuracy" in vals[-1]:
             line += (f", held-out reward accuracy {vals[0]['val_reward_accuracy']:.2f} -> "
                      f"{vals[-1]['val_reward_accuracy']:.2f}")

@@ -48,3 +48,11 @@ def test_preference_accuracy_is_opt_in():
 
     assert build_parser().parse_args(["demo"]).preference_accuracy is False
     assert build_parser().parse_args(["demo", "--preference-accuracy"]).preference_accuracy is True
+
+
+def test_summary_prints_the_cross_entropy_when_the_loss_has_an_unlikelihood_term(capsys):
+    vals = [{"event": "val", "step": s, "val_loss": loss, "val_nll": nll} for s, loss, nll in ((0, 3.0, 2.5), (9, 2.0, 1.5))]
+    demo_cmd._summary("SFT", vals)
+    assert "held-out loss 2.500 -> 1.500 (9 steps)" in capsys.readouterr().out
+    demo_cmd._summary("DPO", [{k: v for k, v in e.items() if k != "val_nll"} for e in vals])
+    assert "held-out loss 3.000 -> 2.000" in capsys.readouterr().out
