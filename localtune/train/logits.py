@@ -99,19 +99,21 @@ def _target_logprobs(model: nn.Module, batch, temperature: float = 1.0) -> mx.ar
     return -nn.losses.cross_entropy(logits, batch.targets)
 
 
-def target_and_token_logprobs(model: nn.Module, batch, tokens: mx.array) -> tuple[mx.array, mx.array]:
-    """(log p(target) at every target position (N,), log p(token) of each of `tokens` (K,) at every
-    target position (N, K)). Unlikelihood training (train/unlikelihood.py) reads the second: the
-    probability the model gives tokens other than the target. On the fast CPU path the (N, vocab)
-    logits are still never held: the log-sum-exp comes back out of head_logprobs' result."""
+
+def target_and_token_logprobs(model: nn.Module, batch, groups) -> tuple[mx.array, list[mx.array]]:
+    """(log p(target) at every target position (N,), and for each (index, tokens) of `groups`: log p
+    of each of `tokens` (k,) at the target positions `index` (n,), an (n, k) array). Unlikelihood
+    training (train/unlikelihood.py) reads the second: the probability the model gives tokens other
+    than the target. On the fast CPU path the (N, vocab) logits are still never held: the
+    log-sum-exp comes back out of head_logprobs' result."""
     segments = getattr(batch, "segments", None)
     if segments is None:
-        return _target_and_token_logprobs(model, batch, tokens)
+        return _target_and_token_logprobs(model, batch, groups)
     with packed_attention.segments(segments[:, :-1]):
-        return _target_and_token_logprobs(model, batch, tokens)
+        return _target_and_token_logprobs(model, batch, groups)
 
 
-def _target_and_token_logprobs(model: nn.Module, batch, tokens: mx.array):
+def _target_and_token_logprobs(model: nn.Module, batch, groups):
     prefix = getattr(batch, "prefix", None)
     if backend.fast_cpu_math():
         weight = _dense_head_weight(model)
@@ -120,9 +122,8 @@ def _target_and_token_logprobs(model: nn.Module, batch, tokens: mx.array):
             logp = cpu_math.head_logprobs(rows, weight, batch.targets)
             picked = (rows * weight[batch.targets]).sum(axis=-1).astype(mx.float32)
             lse = picked - logp  # head_logprobs is picked - lse; both sides carry the gradient
-            others = (rows @ weight[tokens].T).astype(mx.float32)
-            return logp, others - lse[:, None]
+            return logp, [(rows[i] @ weight[t].T).astype(mx.float32) - lse[i][:, None] for i, t in groups]
     logits = target_logits(model, batch.ids[:, :-1], batch.positions, prefix).astype(mx.float32)
     lse = mx.logsumexp(logits, axis=-1)
     picked = mx.take_along_axis(logits, batch.targets[:, None], axis=-1).squeeze(-1)
-    return picked - lse, logits[:, tokens] - lse[:, None]
+    return picked - lse, [logits[i][:, t] - lse[i][:, None] for i, t in groups]

@@ -1,5 +1,6 @@
-"""SFT: next-token cross-entropy on the trained tokens only (a pure function), its batch builder,
-and the TrainingTask that joins them (train/task.py)."""
+"""SFT: next-token cross-entropy on the trained tokens only (a pure function; with --unlikelihood
+plus the term of train/unlikelihood.py), its batch builder, and the TrainingTask that joins them
+(train/task.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from localtune.data.batching import Batch
+from localtune.events import Metric
 from localtune.train.logits import target_logprobs
 from localtune.train.task import TaskContext, TaskData, TrainingTask
 
@@ -24,23 +26,33 @@ def sft_loss(model: nn.Module, batch: Batch):
 
 
 def sft_unlikelihood_loss(alpha: float):
-    """sft_loss plus `alpha` x the unlikelihood term (train/unlikelihood.py), both per target token.
-    Metrics: `nll` (the cross-entropy alone, comparable with runs without the term) and
-    `unlikelihood`."""
+    """sft_loss plus `alpha` x the unlikelihood term (train/unlikelihood.py), both per target token:
+    loss = nll + alpha x unlikelihood. Metrics: `nll` (the cross-entropy alone, comparable with runs
+    without the term) and `unlikelihood` (the term, unweighted)."""
     import numpy as np
 
     from localtune.train.logits import target_and_token_logprobs
-    from localtune.train.unlikelihood import candidate_mask, unlikelihood_sum
+    from localtune.train.unlikelihood import answers, unlikelihood_sum
 
     def loss(model: nn.Module, batch: Batch):
-        logp, others = target_and_token_logprobs(model, batch, batch.targets)
-        mask = mx.array(candidate_mask(np.array(batch.targets), np.array(batch.target_rows)))
+        found = answers(np.array(batch.targets), np.array(batch.target_rows), np.array(batch.positions))
+        groups = [(mx.array(a.index), mx.array(a.tokens)) for a in found]
+        logp, others = target_and_token_logprobs(model, batch, groups)
         ntokens = mx.array(logp.size, mx.float32)
         nll = -logp.sum() / mx.maximum(ntokens, 1)
-        ul = unlikelihood_sum(others, mask) / mx.maximum(ntokens, 1)
+        ul = sum((unlikelihood_sum(o, mx.array(a.mask)) for o, a in zip(others, found)), mx.array(0.0))
+        ul = ul / mx.maximum(ntokens, 1)
         return nll + alpha * ul, ntokens, {"nll": nll, "unlikelihood": ul}
 
     return loss
+
+
+# Reported by a run with --unlikelihood: val_loss is then the whole objective; the cross-entropy
+# alone is what compares with other runs and tools.
+UNLIKELIHOOD_METRICS = (
+    Metric("nll", "NLL", plot="loss", fmt=".3f", summary=True),
+    Metric("val_nll", "val NLL", plot="loss", fmt=".3f", summary=True, card=True, final=True, better="lower"),
+    Metric("val_unlikelihood", "val unlikelihood", fmt=".3f", card=True, better="lower"))
 
 
 def build_sft_data(ctx: TaskContext) -> TaskData:
@@ -66,5 +78,7 @@ def build_sft_data(ctx: TaskContext) -> TaskData:
 def sft_task(cfg) -> TrainingTask:
     """SFT: rows from the data files, the loss above, weighted by target tokens."""
     alpha = getattr(cfg, "unlikelihood", 0.0)
-    loss = sft_unlikelihood_loss(alpha) if alpha > 0 else sft_loss
-    return TrainingTask("sft", loss, build_sft_data, weight_unit="tokens")
+    if alpha > 0:
+        return TrainingTask("sft", sft_unlikelihood_loss(alpha), build_sft_data, weight_unit="tokens",
+                            metrics=UNLIKELIHOOD_METRICS)
+    return TrainingTask("sft", sft_loss, build_sft_data, weight_unit="tokens")

@@ -7,9 +7,16 @@ again and again, a second greeting) while its loss looks fine; cross-entropy onl
 right token and never says "not this again". The candidates of position t are the distinct tokens
 among the same answer's earlier target tokens, minus the target at t, so a token that really comes
 next is never pushed down. Loss per position: -sum over candidates c of log(1 - p(c)).
+
+An answer is a run of consecutive target positions: one assistant turn (an earlier turn's tokens,
+its end-of-turn token included, are not candidates in the next); with --train-on-prompt the whole
+row. The term is computed answer by answer, so its cost is the sum of (answer length x distinct
+tokens) over the batch's answers, not the square of all its target tokens.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -17,26 +24,39 @@ import localtune  # noqa: F401
 import mlx.core as mx
 
 
-def candidate_mask(targets: np.ndarray, target_rows: np.ndarray) -> np.ndarray:
-    """(N, N) bool: [t, j] is True when target j is a candidate of position t: same row, earlier,
-    a token other than target t, and the first time its token appears in that row (so each
-    earlier token counts once however often it was used)."""
-    targets, target_rows = np.asarray(targets), np.asarray(target_rows)
-    n = len(targets)
-    first = np.zeros(n, bool)
-    seen = set()
-    for j in range(n):
-        key = (int(target_rows[j]), int(targets[j]))
-        if key not in seen:
-            seen.add(key)
-            first[j] = True
-    index = np.arange(n)
-    return ((target_rows[None, :] == target_rows[:, None]) & (index[None, :] < index[:, None])
-            & (targets[None, :] != targets[:, None]) & first[None, :])
+@dataclass(frozen=True)
+class Answer:
+    """One answer's candidates: `index` (n,) its positions among the batch's targets, `tokens`
+    (k,) its distinct tokens, `mask` (n, k) True where token j is a candidate at position t."""
+
+    index: np.ndarray
+    tokens: np.ndarray
+    mask: np.ndarray
+
+
+def answers(targets: np.ndarray, target_rows: np.ndarray, positions: np.ndarray) -> list[Answer]:
+    """The batch's answers (runs of consecutive target positions within a row), each with its
+    candidate mask: token j is a candidate at position t when its first use in the answer comes
+    before t and it is not the target at t."""
+    targets, target_rows, positions = (np.asarray(a) for a in (targets, target_rows, positions))
+    if targets.size == 0:
+        return []
+    starts = np.flatnonzero(np.r_[True, (np.diff(positions) != 1) | (np.diff(target_rows) != 0)])
+    out = []
+    for a, b in zip(starts, np.r_[starts[1:], targets.size]):
+        tokens, first = np.unique(targets[a:b], return_index=True)
+        t = np.arange(b - a)
+        mask = (first[None, :] < t[:, None]) & (tokens[None, :] != targets[a:b, None])
+        if mask.any():
+            out.append(Answer(np.arange(a, b), tokens, mask))
+    return out
 
 
 def unlikelihood_sum(token_logprobs: mx.array, mask: mx.array) -> mx.array:
-    """-sum of log(1 - p) over the candidates; token_logprobs (N, N) are log p of target j's token
-    at position t. p is kept below 1 so a certain candidate costs a large finite amount, not inf."""
-    p = mx.minimum(mx.exp(token_logprobs), 1.0 - 1e-6)
-    return -(mx.log1p(-p) * mask).sum()
+    """-sum of log(1 - p) over the candidates; token_logprobs (n, k) are log p of token j at
+    position t. Computed as log(-expm1(log p)): 1 - exp(log p) in float32 loses every digit when
+    p is near 1. log p is capped at -1e-4 (p <= ~0.9999): a float32 log p near 0 is only good to
+    ~1e-6 (it is a difference of two logits' size), so closer to 1 the term would be noise; a
+    certain candidate costs ~9.2, not inf."""
+    logp = mx.minimum(token_logprobs, -1e-4)
+    return -(mx.log(-mx.expm1(logp)) * mask).sum()
