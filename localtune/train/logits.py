@@ -99,7 +99,6 @@ def _target_logprobs(model: nn.Module, batch, temperature: float = 1.0) -> mx.ar
     return -nn.losses.cross_entropy(logits, batch.targets)
 
 
-
 def target_and_token_logprobs(model: nn.Module, batch, groups) -> tuple[mx.array, list[mx.array]]:
     """(log p(target) at every target position (N,), and for each (index, tokens) of `groups`: log p
     of each of `tokens` (k,) at the target positions `index` (n,), an (n, k) array). Unlikelihood
