@@ -1,7 +1,8 @@
 """SFT's unlikelihood term (train/unlikelihood.py): which earlier tokens are candidates, the
-log-probabilities it reads (fast CPU head and stock path agree with a full log-softmax), and a
-tiny run in which the term falls and the model gives less probability to used tokens than the
-same run without it."""
+log-probabilities it reads (fast CPU head and stock path agree with a full log-softmax, gradients
+too), a packed batch gives what its rows give unpacked, a tiny run that still learns its task and
+gives less probability to used tokens than the same run without the term, and every other mode
+refuses it."""
 
 import localtune  # noqa: F401
 import mlx.core as mx
