@@ -2,6 +2,7 @@
 a single process with batch 2B; sharding covers the global batch; only rank 0 writes the run."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -95,8 +96,15 @@ def test_two_ranks_equal_one_process_with_double_batch(tiny_model_dir, tmp_path,
            "--data", str(data), "--out", str(dist_out), "--iters", "6", "--batch-size", "2",
            "--lr", "3e-3", "--lora-rank", "4", "--lora-layers", "-1", "--eval-every", "0",
            "--save-every", "0", "--seed", "3"]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    for attempt in range(2):
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+        # MLX's ring backend on a loaded 2-core machine sometimes drops its loopback socket
+        # ("connection to a peer was lost", seen twice in full-suite runs, never alone); one
+        # retry from scratch, for that message only
+        if "connection to a peer was lost" not in proc.stderr:
+            break
+        shutil.rmtree(dist_out, ignore_errors=True)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert proc.stdout.count("adapter: ") == 1  # rank 0 alone reports; rank 1 trains silently
 
