@@ -68,11 +68,16 @@ def target_logprobs(model: nn.Module, batch, temperature: float = 1.0) -> mx.arr
     a packed batch (with `segments`) attends within each of its rows only. `temperature`: of the
     distribution whose log-probs are wanted (online RL scores answers under the temperature it
     sampled them at); 1 is the model's own."""
+    return _within_rows(batch, lambda: _target_logprobs(model, batch, temperature))
+
+
+def _within_rows(batch, compute):
+    """compute(), with attention kept inside each row of a packed batch (one with `segments`)."""
     segments = getattr(batch, "segments", None)
     if segments is None:
-        return _target_logprobs(model, batch, temperature)
+        return compute()
     with packed_attention.segments(segments[:, :-1]):
-        return _target_logprobs(model, batch, temperature)
+        return compute()
 
 
 def target_logprobs_by_rows(model: nn.Module, batch, temperature: float = 1.0, rows: int = 0) -> mx.array:
@@ -105,11 +110,7 @@ def target_and_token_logprobs(model: nn.Module, batch, groups) -> tuple[mx.array
     training (train/unlikelihood.py) reads the second: the probability the model gives tokens other
     than the target. On the fast CPU path the (N, vocab) logits are still never held: the
     log-sum-exp comes back out of head_logprobs' result."""
-    segments = getattr(batch, "segments", None)
-    if segments is None:
-        return _target_and_token_logprobs(model, batch, groups)
-    with packed_attention.segments(segments[:, :-1]):
-        return _target_and_token_logprobs(model, batch, groups)
+    return _within_rows(batch, lambda: _target_and_token_logprobs(model, batch, groups))
 
 
 def _target_and_token_logprobs(model: nn.Module, batch, groups):
