@@ -1,0 +1,67 @@
+"""scripts/make_ifeval_prompts.py: many IFEval-schema training prompts whose kwargs every checker
+accepts, covering every instruction type, reproducible from a seed, and sharing no task topic with
+the validation and held-out sets that judge the GRPO runs trained on them."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+from localtune.eval.ifeval import check, registry
+from localtune.eval.runner import check_rows
+from localtune.data.prompts import read_ifeval
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def script():
+    spec = importlib.util.spec_from_file_location("make_ifeval_prompts", ROOT / "scripts" / "make_ifeval_prompts.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def make(module, out, seed):
+    module.main(["--rows", "150", "--seed", str(seed), "--out", str(out), "--avoid",
+                 str(ROOT / "samples/ifeval/valid.jsonl"), str(ROOT / "samples/ifeval/heldout.jsonl")])
+    return out.read_text(encoding="utf-8")
+
+
+def test_rows_are_checkable_cover_every_type_and_repeat_from_their_seed(tmp_path):
+    module = script()
+    text = make(module, tmp_path / "a.jsonl", 0)
+    assert make(module, tmp_path / "b.jsonl", 0) == text
+    assert make(module, tmp_path / "c.jsonl", 1) != text
+    rows = read_ifeval(tmp_path / "a.jsonl")
+    assert len(rows) == 150 and len({r.key for r in rows}) == 150 and len({r.prompt for r in rows}) == 150
+    check_rows(rows)  # every instruction has the kwargs its checker needs
+    assert {i for r in rows for i in r.instruction_id_list} == set(registry())
+    assert not list(tmp_path.glob("*.tmp"))
+    for row in rows:  # the checkers run on an answer without raising (kwargs of the right types)
+        assert len(check("A plain answer.", row.instruction_id_list, row.kwargs, row.prompt)) == len(row.kwargs)
+    repeat = [r for r in rows if "combination:repeat_prompt" in r.instruction_id_list]
+    assert repeat and all(r.prompt.startswith(r.kwargs[0]["prompt_to_repeat"] + " ") for r in repeat)
+
+
+def test_no_row_shares_a_task_topic_with_the_judging_sets(tmp_path):
+    module = script()
+    make(module, tmp_path / "a.jsonl", 0)
+    judged = [json.loads(line)["prompt"] for name in ("valid", "heldout")
+              for line in (ROOT / "samples/ifeval" / f"{name}.jsonl").read_text().splitlines()]
+
+    def topic(prompt):
+        return module._content_words(prompt.split(".")[0].split("?")[0])
+
+    judged_topics = [topic(p) for p in judged]
+    judged_keys = {json.loads(line)["key"] for name in ("train", "valid", "heldout")
+                   for line in (ROOT / "samples/ifeval" / f"{name}.jsonl").read_text().splitlines()}
+    for row in read_ifeval(tmp_path / "a.jsonl"):
+        assert all(len(topic(row.prompt) & t) < 2 for t in judged_topics), row.prompt
+        assert row.key not in judged_keys
+    # The rule bites: a judging set that names one of the script's own topics keeps it out of the rows.
+    avoid = tmp_path / "avoid.jsonl"
+    avoid.write_text(json.dumps({"key": 1, "prompt": "Describe a mountain hike. Use no commas.",
+                                 "instruction_id_list": ["punctuation:no_comma"], "kwargs": [{}]}) + "\n")
+    module.main(["--rows", "150", "--seed", "0", "--out", str(tmp_path / "d.jsonl"), "--avoid", str(avoid)])
+    with_topic = [r for r in read_ifeval(tmp_path / "a.jsonl") if "mountain hike" in r.prompt]
+    assert with_topic  # seed 0 draws it when nothing avoids it...
+    assert not [r for r in read_ifeval(tmp_path / "d.jsonl") if "mountain hike" in r.prompt]  # ...and not here
