@@ -65,3 +65,15 @@ def test_no_row_shares_a_task_topic_with_the_judging_sets(tmp_path):
     with_topic = [r for r in read_ifeval(tmp_path / "a.jsonl") if "mountain hike" in r.prompt]
     assert with_topic  # seed 0 draws it when nothing avoids it...
     assert not [r for r in read_ifeval(tmp_path / "d.jsonl") if "mountain hike" in r.prompt]  # ...and not here
+
+
+def test_the_sample_file_is_the_scripts_output(tmp_path):
+    """samples/ifeval/synthetic.jsonl is what samples/README.md says made it (so the GRPO runs of
+    bench/NOTES.md can be redone), and its prompts are none of train/valid/held-out's."""
+    module = script()
+    module.main(["--rows", "480", "--seed", "0", "--out", str(tmp_path / "s.jsonl"), "--avoid",
+                 str(ROOT / "samples/ifeval/valid.jsonl"), str(ROOT / "samples/ifeval/heldout.jsonl")])
+    sample = ROOT / "samples/ifeval/synthetic.jsonl"
+    assert (tmp_path / "s.jsonl").read_bytes() == sample.read_bytes()
+    others = {r.prompt for name in ("train", "valid", "heldout") for r in read_ifeval(ROOT / "samples/ifeval" / f"{name}.jsonl")}
+    assert not {r.prompt for r in read_ifeval(sample)} & others
