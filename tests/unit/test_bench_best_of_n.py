@@ -1,19 +1,12 @@
 """bench/best_of_n_rows.py's choice of a prompt's answer (the rejection-sampling rows of bench/NOTES.md,
 session 9): the first answer that ended, does not loop and reaches the reward bar."""
 
-import importlib.util
-from pathlib import Path
-
 from localtune.generate import Completion
-
-ROOT = Path(__file__).resolve().parents[2]
+from script_modules import load_script
 
 
 def bench_module():
-    spec = importlib.util.spec_from_file_location("best_of_n_rows", ROOT / "bench" / "best_of_n_rows.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench/best_of_n_rows.py")
 
 
 def answer(text, ended=True):

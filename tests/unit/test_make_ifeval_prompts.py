@@ -2,22 +2,16 @@
 accepts, covering every instruction type, reproducible from a seed, and sharing no task topic with
 the validation and held-out sets that judge the GRPO runs trained on them."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 from localtune.eval.ifeval import check, registry
 from localtune.eval.runner import check_rows
 from localtune.data.prompts import read_ifeval
-
-ROOT = Path(__file__).resolve().parents[2]
+from script_modules import ROOT, load_script
 
 
 def script():
-    spec = importlib.util.spec_from_file_location("make_ifeval_prompts", ROOT / "scripts" / "make_ifeval_prompts.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/make_ifeval_prompts.py")
 
 
 def make(module, out, seed):
