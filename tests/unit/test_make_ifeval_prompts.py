@@ -57,7 +57,7 @@ def test_no_row_shares_a_task_topic_with_the_judging_sets(tmp_path):
                                  "instruction_id_list": ["punctuation:no_comma"], "kwargs": [{}]}) + "\n")
     module.main(["--rows", "150", "--seed", "0", "--out", str(tmp_path / "d.jsonl"), "--avoid", str(avoid)])
     with_topic = [r for r in read_ifeval(tmp_path / "a.jsonl") if "mountain hike" in r.prompt]
-    assert with_topic  # seed 0 draws it when nothing avoids it...
+    assert with_topic  # seed 0 draws it when only valid and held-out are avoided...
     assert not [r for r in read_ifeval(tmp_path / "d.jsonl") if "mountain hike" in r.prompt]  # ...and not here
 
 
