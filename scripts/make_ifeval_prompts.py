@@ -206,6 +206,11 @@ def main(argv=None):
     parser.add_argument("--avoid", nargs="*", default=["samples/ifeval/valid.jsonl", "samples/ifeval/heldout.jsonl"],
                         help="IFEval-schema files whose tasks no row may share a topic with")
     args = parser.parse_args(argv)
+    if args.rows < 1:
+        parser.error("--rows must be at least 1")
+    for path in args.avoid:
+        if not os.path.isfile(path):
+            parser.error(f"--avoid {path}: no such file")
     from if_verifiable.ifeval.instructions_registry import INSTRUCTION_DICT
 
     # The avoided files' topics: the content words of the task sentence (the prompt's first sentence).
@@ -217,6 +222,8 @@ def main(argv=None):
     rng = random.Random(args.seed)
     rows, seen, refused = [], set(), 0
     while len(rows) < args.rows:
+        if refused > 50 * args.rows:  # the templates x topics cannot give that many distinct rows
+            parser.error(f"only {len(rows)} distinct rows after {refused} refused draws; ask for fewer --rows")
         row = _row(rng, 5001 + len(rows), all_ids)
         topic_words = _content_words(row["prompt"].split(".")[0].split("?")[0])
         if any(len(topic_words & a) >= 2 for a in avoided) or row["prompt"] in seen:

@@ -71,3 +71,15 @@ def test_the_sample_file_is_the_scripts_output(tmp_path):
     assert (tmp_path / "s.jsonl").read_bytes() == sample.read_bytes()
     others = {r.prompt for name in ("train", "valid", "heldout") for r in read_ifeval(ROOT / "samples/ifeval" / f"{name}.jsonl")}
     assert not {r.prompt for r in read_ifeval(sample)} & others
+
+
+def test_bad_arguments_are_refused_by_name_and_write_nothing(tmp_path, capsys):
+    import pytest
+
+    module = script()
+    for argv, said in ((["--avoid", str(tmp_path / "missing.jsonl")], "missing.jsonl: no such file"),
+                       (["--rows", "0"], "--rows must be at least 1")):
+        with pytest.raises(SystemExit) as stop:
+            module.main(["--out", str(tmp_path / "out.jsonl")] + argv)
+        assert stop.value.code == 2 and said in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
