@@ -7,8 +7,8 @@ class, or a plainer phrasing of ours), with kwargs drawn from ranges a short ans
 Why: GRPO on the 92 hand-written training rows learnt prompt-specific tricks (sessions 5-10 in
 bench/NOTES.md); the instruction-to-behaviour mapping needs many prompts per instruction. The same
 idea as the IF-RLVR data of Tulu 3 (tasks x IFEval constraints), kept small and offline. No task here
-shares a topic with samples/ifeval/valid.jsonl or heldout.jsonl (checked at the end: the script
-refuses to write a row whose task shares a content word-pair with one of theirs).
+shares a topic with samples/ifeval/valid.jsonl or heldout.jsonl (checked as each row is drawn: a
+row whose task shares two content words with one of theirs is drawn again).
 """
 
 from __future__ import annotations
@@ -59,9 +59,9 @@ END_PHRASES = ["Is there anything else I can help with?", "Thank you!", "See you
 
 def _official(iid, kwargs):
     """IFEval's own wording of the instruction, built by its checker class."""
-    from if_verifiable.ifeval.instructions_registry import INSTRUCTION_DICT
+    from localtune.eval.ifeval import registry
 
-    return INSTRUCTION_DICT[iid](iid).build_description(**kwargs)
+    return registry()[iid](iid).build_description(**kwargs)
 
 
 def _instruction(iid, rng, task):
@@ -198,6 +198,11 @@ def _content_words(text):
     return {w for w in _WORD.findall(text.lower()) if w not in _STOP and len(w) > 2}
 
 
+def task_topic(prompt):
+    """The content words of a prompt's task: its first sentence (the instructions follow it)."""
+    return _content_words(prompt.split(".")[0].split("?")[0])
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=480)
@@ -211,21 +216,18 @@ def main(argv=None):
     for path in args.avoid:
         if not os.path.isfile(path):
             parser.error(f"--avoid {path}: no such file")
-    from if_verifiable.ifeval.instructions_registry import INSTRUCTION_DICT
+    from localtune.eval.ifeval import registry
 
-    # The avoided files' topics: the content words of the task sentence (the prompt's first sentence).
-    avoided = [_content_words(json.loads(line)["prompt"].split(".")[0].split("?")[0])
+    avoided = [task_topic(json.loads(line)["prompt"])
                for path in args.avoid for line in open(path, encoding="utf-8") if line.strip()]
-    all_ids = sorted(i for i in INSTRUCTION_DICT if i.split(":")[0] in {
-        "change_case", "combination", "detectable_content", "detectable_format", "keywords", "language",
-        "length_constraints", "punctuation", "startend"})
+    all_ids = sorted(registry())  # IFEval's 25 instructions
     rng = random.Random(args.seed)
     rows, seen, refused = [], set(), 0
     while len(rows) < args.rows:
         if refused > 50 * args.rows:  # the templates x topics cannot give that many distinct rows
             parser.error(f"only {len(rows)} distinct rows after {refused} refused draws; ask for fewer --rows")
         row = _row(rng, 5001 + len(rows), all_ids)
-        topic_words = _content_words(row["prompt"].split(".")[0].split("?")[0])
+        topic_words = task_topic(row["prompt"])
         if any(len(topic_words & a) >= 2 for a in avoided) or row["prompt"] in seen:
             refused += 1
             continue

@@ -42,9 +42,7 @@ def test_no_row_shares_a_task_topic_with_the_judging_sets(tmp_path):
     judged = [json.loads(line)["prompt"] for name in ("valid", "heldout")
               for line in (ROOT / "samples/ifeval" / f"{name}.jsonl").read_text().splitlines()]
 
-    def topic(prompt):
-        return module._content_words(prompt.split(".")[0].split("?")[0])
-
+    topic = module.task_topic
     judged_topics = [topic(p) for p in judged]
     judged_keys = {json.loads(line)["key"] for name in ("train", "valid", "heldout")
                    for line in (ROOT / "samples/ifeval" / f"{name}.jsonl").read_text().splitlines()}
