@@ -176,7 +176,12 @@ def _row(rng, key, all_ids):
     first = rng.choice(all_ids)
     topic = rng.choice(TOPICS)
     task = rng.choice(YES_NO if first == "detectable_format:constrained_response" else TASKS).format(t=topic)
-    task = task[0].upper() + task[1:]
+    return instructed_row(rng, key, task[0].upper() + task[1:], first)
+
+
+def instructed_row(rng, key, task, first):
+    """An IFEval-schema row: the task, then the instruction `first` and, a third of the time, a second
+    one that fits with it (each worded and given kwargs by _instruction)."""
     ids = [first]
     if first not in ALONE and rng.random() < 0.35:
         second = rng.choice([s for s in SECOND if s != first and (first, s) not in CLASHES and (s, first) not in CLASHES])

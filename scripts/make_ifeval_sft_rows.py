@@ -6,8 +6,16 @@ still has something to say.
 
     python scripts/make_ifeval_sft_rows.py --prompts samples/ifeval/synthetic.jsonl \
         --adapter RUN --out rows.jsonl [--n 1] [--temperature 0.7] [--max-tokens 256] [--seed 0]
+    python scripts/make_ifeval_sft_rows.py --tasks 600 --per-answer 3 --out rows.jsonl [--adapter RUN]
     python scripts/make_ifeval_sft_rows.py --answers answers.jsonl --out rows.jsonl
-        (answers.jsonl: {"row": <prompt row>, "text": ..., "ended": bool} per line, as --save-answers writes)
+        (answers.jsonl as --save-answers writes it: {"row": <prompt row>, "text", "ended"} per line, or
+        {"task", "text", "ended"} for --tasks)
+
+--prompts: the model answers IFEval rows (instructions included) and each answer is fixed for its row.
+--tasks: the model answers bare tasks (make_ifeval_prompts.py's templates x topics, none sharing a
+topic with valid/held-out), and each answer becomes --per-answer rows: the task with instructions
+drawn as make_ifeval_prompts.py draws them (first instruction one this script can do), the answer
+rewritten to follow them ("constraint back-translation": many instructed rows from one clean answer).
 
 Why: GRPO and best-of-n SFT only learn from answers the model already samples, and a 135M model
 almost never writes a whole answer in lowercase, in capitals or wrapped in quotes by chance (sessions
@@ -286,29 +294,64 @@ def row_from_answer(row: dict, text: str, ended: bool, rng: random.Random):
     return row_out, "kept as answered" if passed_before else "rewritten"
 
 
-def generate_answers(prompts: str, adapter: str | None, model: str | None, n: int, temperature: float,
-                     max_tokens: int, seed: int) -> list[dict]:
-    from localtune.data.prompts import read_prompt_set
+def prompts_module():
+    """scripts/make_ifeval_prompts.py (tasks, topics, instruction wording), loaded from beside this file."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parent / "make_ifeval_prompts.py"
+    spec = importlib.util.spec_from_file_location("make_ifeval_prompts", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def bare_tasks(count: int, avoid: list[str], rng: random.Random) -> list[str]:
+    """`count` distinct tasks (templates x topics) sharing no topic with the rows of the `avoid` files."""
+    mp = prompts_module()
+    avoided = [mp.task_topic(json.loads(line)["prompt"]) for path in avoid
+               for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    tasks = [t.format(t=topic) for t in mp.TASKS for topic in mp.TOPICS]
+    tasks = [t for t in tasks if not any(len(mp.task_topic(t) & a) >= 2 for a in avoided)]
+    rng.shuffle(tasks)
+    return tasks[:count]
+
+
+def instructed_rows(task: str, text: str, ended: bool, per_answer: int, rng: random.Random, key: int):
+    """Up to `per_answer` (SFT row, why) for one answer to a bare task: each a row of the task with
+    instructions drawn as make_ifeval_prompts.py does, its first one a kind this script can do."""
+    mp = prompts_module()
+    firsts = sorted(FIXABLE - {"detectable_format:constrained_response"})  # needs a yes/no question
+    out = []
+    for i in range(per_answer):
+        row = mp.instructed_row(rng, key + i, task, rng.choice(firsts))
+        out.append(row_from_answer(row, text, ended, rng))
+    return out
+
+
+def generate_answers(messages: list, adapter: str | None, model: str | None, n: int, temperature: float,
+                     max_tokens: int, seed: int):
+    """The model's answers (localtune.generate.Completion: text, ended, prompt_index) to each chat."""
     from localtune.generate import Sampling, generate_batch
     from localtune.models import load_model, resolve_model
 
-    raw = [json.loads(line) for line in Path(prompts).read_text(encoding="utf-8").splitlines() if line.strip()]
-    rows, _ = read_prompt_set(prompts)
     lm, tokenizer = load_model(resolve_model(model))
     if adapter:
         from localtune.lora import load_adapter
 
         load_adapter(lm, adapter)
     sampling = Sampling(temperature=temperature, max_tokens=max_tokens, seed=seed).validate()
-    answers = generate_batch(lm, tokenizer, [r.messages for r in rows], sampling, n=n)
-    return [{"row": raw[c.prompt_index], "text": c.text, "ended": bool(c.ended)} for c in answers]
+    return generate_batch(lm, tokenizer, messages, sampling, n=n)
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     source = ap.add_mutually_exclusive_group(required=True)
     source.add_argument("--prompts", help="IFEval-schema rows for the model to answer")
-    source.add_argument("--answers", help="answers already made (JSONL: row, text, ended)")
+    source.add_argument("--tasks", type=int, help="answer this many bare tasks, each made into --per-answer rows")
+    source.add_argument("--answers", help="answers already made (JSONL: row or task, text, ended)")
+    ap.add_argument("--per-answer", type=int, default=3, help="rows made from one answer to a bare task")
+    ap.add_argument("--avoid", nargs="*", default=["samples/ifeval/valid.jsonl", "samples/ifeval/heldout.jsonl"],
+                    help="with --tasks: IFEval-schema files whose tasks no row may share a topic with")
     ap.add_argument("--out", required=True, help="the SFT rows to write (JSONL)")
     ap.add_argument("--save-answers", help="also write every raw answer here (for --answers later)")
     ap.add_argument("--model", help="model dir (default: SmolLM2)")
@@ -331,22 +374,39 @@ def main(argv=None) -> int:
                         answers.append(json.loads(line))
                     except json.JSONDecodeError as e:
                         raise LocaltuneError(f"{a.answers}:{number}: not JSON ({e.msg})") from None
+        elif a.prompts:
+            from localtune.data.prompts import read_prompt_set
+
+            raw = [json.loads(line) for line in Path(a.prompts).read_text(encoding="utf-8").splitlines() if line.strip()]
+            rows, _ = read_prompt_set(a.prompts)
+            made = generate_answers([r.messages for r in rows], a.adapter, a.model, a.n, a.temperature,
+                                    a.max_tokens, a.seed)
+            answers = [{"row": raw[c.prompt_index], "text": c.text, "ended": bool(c.ended)} for c in made]
         else:
-            answers = generate_answers(a.prompts, a.adapter, a.model, a.n, a.temperature, a.max_tokens, a.seed)
-            if a.save_answers:
-                atomic_write_text(a.save_answers, "".join(json.dumps(x, ensure_ascii=False) + "\n" for x in answers))
+            tasks = bare_tasks(a.tasks, a.avoid, random.Random(a.seed))
+            made = generate_answers([[{"role": "user", "content": t}] for t in tasks], a.adapter, a.model, a.n,
+                                    a.temperature, a.max_tokens, a.seed)
+            answers = [{"task": tasks[c.prompt_index], "text": c.text, "ended": bool(c.ended)} for c in made]
+        if a.save_answers and not a.answers:
+            atomic_write_text(a.save_answers, "".join(json.dumps(x, ensure_ascii=False) + "\n" for x in answers))
     except (OSError, LocaltuneError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     rng = random.Random(a.seed)
     kept, why, seen = [], {}, set()
-    for answer in answers:
-        row, reason = row_from_answer(answer["row"], answer["text"], answer["ended"], rng)
-        why[reason] = why.get(reason, 0) + 1
-        key = answer["row"].get("key")
-        if row is not None and key not in seen:  # one row per prompt: no prompt weighs more than another
-            seen.add(key)
-            kept.append(row)
+    for number, answer in enumerate(answers):
+        if "task" in answer:
+            made = instructed_rows(answer["task"], answer["text"], answer["ended"], a.per_answer, rng,
+                                   9001 + number * a.per_answer)
+            keys = [row and row["messages"][0]["content"] for row, _ in made]
+        else:
+            made = [row_from_answer(answer["row"], answer["text"], answer["ended"], rng)]
+            keys = [answer["row"].get("key")]
+        for (row, reason), key in zip(made, keys):
+            why[reason] = why.get(reason, 0) + 1
+            if row is not None and key not in seen:  # one row per prompt: no prompt weighs more than another
+                seen.add(key)
+                kept.append(row)
     atomic_write_text(a.out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept))
     print(f"{len(answers)} answers: " + ", ".join(f"{k} {v}" for k, v in sorted(why.items()))
           + f"; {len(kept)} rows (one per prompt) -> {a.out}")

@@ -87,3 +87,31 @@ def test_main_writes_one_row_per_prompt_and_names_a_bad_line(tmp_path, capsys):
     assert module.main(["--answers", str(answers), "--out", str(tmp_path / "again.jsonl")]) == 2
     assert f"{answers}:2: not JSON" in capsys.readouterr().err
     assert not (tmp_path / "again.jsonl").exists()
+
+
+def test_bare_task_answers_become_several_instructed_rows_that_pass(tmp_path, capsys):
+    """--tasks: one clean answer to a bare task, made into rows of that task with instructions drawn as
+    make_ifeval_prompts.py draws them; every kept row passes IFEval's checkers for its own prompt."""
+    module = script()
+    tasks = module.bare_tasks(2000, [str(ROOT / "samples/ifeval/valid.jsonl"), str(ROOT / "samples/ifeval/heldout.jsonl")],
+                              random.Random(0))
+    assert len(tasks) == len(set(tasks)) > 500
+    topic = load_script("scripts/make_ifeval_prompts.py").task_topic
+    judged = [topic(json.loads(line)["prompt"]) for name in ("valid", "heldout")
+              for line in (ROOT / "samples/ifeval" / f"{name}.jsonl").read_text().splitlines()]
+    assert all(len(topic(t) & j) < 2 for t in tasks for j in judged)
+
+    answers = tmp_path / "answers.jsonl"
+    answers.write_text("".join(json.dumps({"task": "Describe a kitchen garden.", "text": ANSWER, "ended": True}) + "\n"
+                               for _ in range(10)))
+    assert module.main(["--answers", str(answers), "--per-answer", "3", "--out", str(tmp_path / "rows.jsonl")]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "rows.jsonl").read_text().splitlines()]
+    assert 15 <= len(rows) <= 30 and len({r["messages"][0]["content"] for r in rows}) == len(rows)
+    said = capsys.readouterr().out
+    assert said.startswith("10 answers: ") and f"{len(rows)} rows" in said
+    rewritten = 0
+    for r in rows:
+        prompt, answer = r["messages"][0]["content"], r["messages"][1]["content"]
+        assert prompt.startswith("Describe a kitchen garden. ")
+        rewritten += answer != ANSWER
+    assert rewritten >= len(rows) // 2  # most instructions needed the answer changed
