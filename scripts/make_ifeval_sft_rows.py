@@ -29,6 +29,7 @@ when the answer already follows them.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import random
 import re
@@ -294,6 +295,7 @@ def row_from_answer(row: dict, text: str, ended: bool, rng: random.Random):
     return row_out, "kept as answered" if passed_before else "rewritten"
 
 
+@functools.lru_cache(maxsize=1)
 def prompts_module():
     """scripts/make_ifeval_prompts.py (tasks, topics, instruction wording), loaded from beside this file."""
     import importlib.util
