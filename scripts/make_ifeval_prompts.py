@@ -208,6 +208,18 @@ def task_topic(prompt):
     return _content_words(prompt.split(".")[0].split("?")[0])
 
 
+def avoided_topics(paths):
+    """The task topics of every row in the IFEval-schema files `paths`."""
+    return [task_topic(json.loads(line)["prompt"])
+            for path in paths for line in open(path, encoding="utf-8") if line.strip()]
+
+
+def shares_topic(prompt, avoided):
+    """True when the prompt's task shares two content words with one of the `avoided` topics."""
+    topic = task_topic(prompt)
+    return any(len(topic & a) >= 2 for a in avoided)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=480)
@@ -223,8 +235,7 @@ def main(argv=None):
             parser.error(f"--avoid {path}: no such file")
     from localtune.eval.ifeval import registry
 
-    avoided = [task_topic(json.loads(line)["prompt"])
-               for path in args.avoid for line in open(path, encoding="utf-8") if line.strip()]
+    avoided = avoided_topics(args.avoid)
     all_ids = sorted(registry())  # IFEval's 25 instructions
     rng = random.Random(args.seed)
     rows, seen, refused = [], set(), 0
@@ -232,8 +243,7 @@ def main(argv=None):
         if refused > 50 * args.rows:  # the templates x topics cannot give that many distinct rows
             parser.error(f"only {len(rows)} distinct rows after {refused} refused draws; ask for fewer --rows")
         row = _row(rng, 5001 + len(rows), all_ids)
-        topic_words = task_topic(row["prompt"])
-        if any(len(topic_words & a) >= 2 for a in avoided) or row["prompt"] in seen:
+        if shares_topic(row["prompt"], avoided) or row["prompt"] in seen:
             refused += 1
             continue
         seen.add(row["prompt"])

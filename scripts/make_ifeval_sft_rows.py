@@ -29,7 +29,6 @@ when the answer already follows them.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import random
 import re
@@ -37,6 +36,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # its sibling, also when loaded from elsewhere
+import make_ifeval_prompts as prompt_maker  # noqa: E402  (tasks, topics, instruction wording)
 
 POSTSCRIPTS = ["Thank you for reading.", "Let me know what you think.", "I hope this helps.",
                "Write back soon.", "Have a lovely day."]
@@ -60,9 +61,9 @@ def complete(text: str, ended: bool) -> str | None:
     text = text.strip()
     if ended:
         return text
-    cut = max(text.rfind(". "), text.rfind("! "), text.rfind("? "), text.rfind(".\n"))
     if text.endswith((".", "!", "?")):
         return text
+    cut = max(text.rfind(". "), text.rfind("! "), text.rfind("? "), text.rfind(".\n"))
     return text[:cut + 1].strip() if cut > 0 else None
 
 
@@ -80,7 +81,8 @@ def _groups(items: list[str], n: int) -> list[list[str]] | None:
 
 
 def _title(text: str) -> str:
-    words = re.findall(r"[A-Za-z']+", sentences(text)[0] if sentences(text) else text)[:4]
+    first = sentences(text)
+    words = re.findall(r"[A-Za-z']+", first[0] if first else text)[:4]
     return " ".join(words).title() or "My Answer"
 
 
@@ -295,25 +297,11 @@ def row_from_answer(row: dict, text: str, ended: bool, rng: random.Random):
     return row_out, "kept as answered" if passed_before else "rewritten"
 
 
-@functools.lru_cache(maxsize=1)
-def prompts_module():
-    """scripts/make_ifeval_prompts.py (tasks, topics, instruction wording), loaded from beside this file."""
-    import importlib.util
-
-    path = Path(__file__).resolve().parent / "make_ifeval_prompts.py"
-    spec = importlib.util.spec_from_file_location("make_ifeval_prompts", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def bare_tasks(count: int, avoid: list[str], rng: random.Random) -> list[str]:
     """`count` distinct tasks (templates x topics) sharing no topic with the rows of the `avoid` files."""
-    mp = prompts_module()
-    avoided = [mp.task_topic(json.loads(line)["prompt"]) for path in avoid
-               for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
-    tasks = [t.format(t=topic) for t in mp.TASKS for topic in mp.TOPICS]
-    tasks = [t for t in tasks if not any(len(mp.task_topic(t) & a) >= 2 for a in avoided)]
+    avoided = prompt_maker.avoided_topics(avoid)
+    tasks = [t.format(t=topic) for t in prompt_maker.TASKS for topic in prompt_maker.TOPICS]
+    tasks = [t for t in tasks if not prompt_maker.shares_topic(t, avoided)]
     rng.shuffle(tasks)
     return tasks[:count]
 
@@ -321,11 +309,10 @@ def bare_tasks(count: int, avoid: list[str], rng: random.Random) -> list[str]:
 def instructed_rows(task: str, text: str, ended: bool, per_answer: int, rng: random.Random, key: int):
     """Up to `per_answer` (SFT row, why) for one answer to a bare task: each a row of the task with
     instructions drawn as make_ifeval_prompts.py does, its first one a kind this script can do."""
-    mp = prompts_module()
     firsts = sorted(FIXABLE - {"detectable_format:constrained_response"})  # needs a yes/no question
     out = []
     for i in range(per_answer):
-        row = mp.instructed_row(rng, key + i, task, rng.choice(firsts))
+        row = prompt_maker.instructed_row(rng, key + i, task, rng.choice(firsts))
         out.append(row_from_answer(row, text, ended, rng))
     return out
 
