@@ -10,12 +10,17 @@ still has something to say.
     python scripts/make_ifeval_sft_rows.py --answers answers.jsonl --out rows.jsonl
         (answers.jsonl as --save-answers writes it: {"row": <prompt row>, "text", "ended"} per line, or
         {"task", "text", "ended"} for --tasks)
+    python scripts/make_ifeval_sft_rows.py --answers answers.jsonl --as-tasks --per-answer 2 \
+        --first change_case:english_lowercase startend:quotation ... --out format_rows.jsonl
 
 --prompts: the model answers IFEval rows (instructions included) and each answer is fixed for its row.
 --tasks: the model answers bare tasks (make_ifeval_prompts.py's templates x topics, none sharing a
 topic with valid/held-out), and each answer becomes --per-answer rows: the task with instructions
 drawn as make_ifeval_prompts.py draws them (first instruction one this script can do), the answer
 rewritten to follow them ("constraint back-translation": many instructed rows from one clean answer).
+--as-tasks: answers to IFEval rows (from --prompts or --answers) are taken as answers to each row's
+task (its first sentence) and made into rows the same way; --first picks the first instruction (e.g.
+only the case, quotation, end-phrase and repeat ones, which SFT needs many rows of to learn).
 
 Why: GRPO and best-of-n SFT only learn from answers the model already samples, and a 135M model
 almost never writes a whole answer in lowercase, in capitals or wrapped in quotes by chance (sessions
@@ -306,14 +311,43 @@ def bare_tasks(count: int, avoid: list[str], rng: random.Random) -> list[str]:
     return tasks[:count]
 
 
-def instructed_rows(task: str, text: str, ended: bool, per_answer: int, rng: random.Random, key: int):
+FIRSTS = sorted(FIXABLE - {"detectable_format:constrained_response"})  # that one needs a yes/no question
+
+
+def instructed_rows(task: str, text: str, ended: bool, per_answer: int, rng: random.Random, key: int,
+                    firsts: list[str] = FIRSTS):
     """Up to `per_answer` (SFT row, why) for one answer to a bare task: each a row of the task with
-    instructions drawn as make_ifeval_prompts.py does, its first one a kind this script can do."""
-    firsts = sorted(FIXABLE - {"detectable_format:constrained_response"})  # needs a yes/no question
+    instructions drawn as make_ifeval_prompts.py does, its first one drawn from `firsts`."""
     out = []
     for i in range(per_answer):
         row = prompt_maker.instructed_row(rng, key + i, task, rng.choice(firsts))
         out.append(row_from_answer(row, text, ended, rng))
+    return out
+
+
+def row_task(prompt: str) -> str:
+    """The task of an IFEval-schema prompt: its first sentence (make_ifeval_prompts.py and the
+    hand-written rows put the instructions after it)."""
+    ends = [i for i in (prompt.find(". "), prompt.find("? ")) if i > 0]
+    return prompt[:min(ends) + 1] if ends else prompt
+
+
+def as_task_answers(answers: list[dict], avoid: list[str]) -> list[dict]:
+    """--as-tasks: answers to IFEval rows as answers to the rows' tasks, one per task, none sharing a
+    topic with the `avoid` files. A small model mostly ignores the format it was asked for, so its
+    answer to "Describe X. Write in capitals." is an answer to "Describe X." that can be re-instructed."""
+    avoided = prompt_maker.avoided_topics(avoid)
+    out, seen = [], set()
+    for answer in answers:
+        if "task" in answer:
+            task = answer["task"]
+        elif isinstance(answer.get("row"), dict) and isinstance(answer["row"].get("prompt"), str):
+            task = row_task(answer["row"]["prompt"])
+        else:
+            continue
+        if task not in seen and not prompt_maker.shares_topic(task, avoided):
+            seen.add(task)
+            out.append({"task": task, "text": answer["text"], "ended": answer["ended"]})
     return out
 
 
@@ -340,7 +374,13 @@ def main(argv=None) -> int:
     source.add_argument("--answers", help="answers already made (JSONL: row or task, text, ended)")
     ap.add_argument("--per-answer", type=int, default=3, help="rows made from one answer to a bare task")
     ap.add_argument("--avoid", nargs="*", default=["samples/ifeval/valid.jsonl", "samples/ifeval/heldout.jsonl"],
-                    help="with --tasks: IFEval-schema files whose tasks no row may share a topic with")
+                    help="with --tasks or --as-tasks: IFEval-schema files whose tasks no row may share a topic with")
+    ap.add_argument("--as-tasks", action="store_true",
+                    help="treat each answer to an IFEval row as an answer to the row's task (its first "
+                         "sentence) and make --per-answer instructed rows of it")
+    ap.add_argument("--first", nargs="+", metavar="INSTRUCTION", default=FIRSTS,
+                    help="for task answers: the first instruction of each row is drawn from these "
+                         "(default: every one this script can do), e.g. the format ones a model never samples")
     ap.add_argument("--out", required=True, help="the SFT rows to write (JSONL)")
     ap.add_argument("--save-answers", help="also write every raw answer here (for --answers later)")
     ap.add_argument("--model", help="model dir (default: SmolLM2)")
@@ -381,12 +421,19 @@ def main(argv=None) -> int:
     except (OSError, LocaltuneError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    unknown = sorted(set(a.first) - set(FIRSTS))
+    if unknown:
+        print(f"error: --first {' '.join(unknown)}: not an instruction this script can do "
+              f"(one of: {', '.join(FIRSTS)})", file=sys.stderr)
+        return 2
+    if a.as_tasks:
+        answers = as_task_answers(answers, a.avoid)
     rng = random.Random(a.seed)
     kept, why, seen = [], {}, set()
     for number, answer in enumerate(answers):
         if "task" in answer:
             made = instructed_rows(answer["task"], answer["text"], answer["ended"], a.per_answer, rng,
-                                   9001 + number * a.per_answer)
+                                   9001 + number * a.per_answer, sorted(set(a.first)))
             keys = [row and row["messages"][0]["content"] for row, _ in made]
         else:
             made = [row_from_answer(answer["row"], answer["text"], answer["ended"], rng)]

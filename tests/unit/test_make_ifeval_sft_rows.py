@@ -115,3 +115,33 @@ def test_bare_task_answers_become_several_instructed_rows_that_pass(tmp_path, ca
         assert prompt.startswith("Describe a kitchen garden. ")
         rewritten += answer != ANSWER
     assert rewritten >= len(rows) // 2  # most instructions needed the answer changed
+
+
+def test_answers_to_rows_become_rows_of_their_task_with_the_first_instructions_asked(tmp_path, capsys):
+    """--as-tasks --first: an answer to an IFEval row is an answer to the row's task (its first
+    sentence); the rows made of it start with one of the --first instructions and pass the checkers;
+    a task sharing a topic with the judged sets is left out; an unknown --first is an error."""
+    module = script()
+    assert module.row_task("Describe a kitchen garden. Use only capital letters.") == "Describe a kitchen garden."
+    assert module.row_task("Why do cats purr? Answer in lowercase.") == "Why do cats purr?"
+    heldout_prompt = json.loads((ROOT / "samples/ifeval/heldout.jsonl").read_text().splitlines()[0])["prompt"]
+    rows_in = [{"key": k, "prompt": p, "instruction_id_list": ["punctuation:no_comma"], "kwargs": [{}]}
+               for k, p in enumerate(["Describe a kitchen garden. Do not use any commas.",
+                                      "Describe a kitchen garden. Wrap it in quotes.", heldout_prompt])]
+    answers = tmp_path / "answers.jsonl"
+    answers.write_text("".join(json.dumps({"row": r, "text": ANSWER, "ended": True}) + "\n" for r in rows_in))
+    firsts = ["change_case:english_capital", "startend:quotation"]
+    out = tmp_path / "rows.jsonl"
+    assert module.main(["--answers", str(answers), "--as-tasks", "--per-answer", "6", "--first", *firsts,
+                        "--out", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert 2 <= len(rows) <= 6 and capsys.readouterr().out.startswith("1 answers: ")  # one task, the judged one left out
+    for r in rows:
+        prompt, answer = r["messages"][0]["content"], r["messages"][1]["content"]
+        assert prompt.startswith("Describe a kitchen garden. ")
+        in_capitals, in_quotes = answer == answer.upper(), answer.startswith('"') and answer.endswith('"')
+        assert in_capitals or in_quotes, answer  # the first instruction is one of --first, and was done
+    assert module.main(["--answers", str(answers), "--as-tasks", "--first", "keywords:existence",
+                        "--out", str(tmp_path / "bad.jsonl")]) == 2
+    assert "--first keywords:existence: not an instruction this script can do" in capsys.readouterr().err
+    assert not (tmp_path / "bad.jsonl").exists()
