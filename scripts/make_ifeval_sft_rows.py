@@ -390,6 +390,12 @@ def main(argv=None) -> int:
     ap.add_argument("--max-tokens", type=int, default=256)
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
+    firsts = sorted(set(a.first))
+    unknown = sorted(set(firsts) - set(FIRSTS))
+    if unknown:  # before any answer is generated: a typo must not cost minutes of decoding
+        print(f"error: --first {' '.join(unknown)}: not an instruction this script can do "
+              f"(one of: {', '.join(FIRSTS)})", file=sys.stderr)
+        return 2
 
     from localtune.errors import LocaltuneError
     from localtune.fsutil import atomic_write_text
@@ -421,11 +427,6 @@ def main(argv=None) -> int:
     except (OSError, LocaltuneError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    unknown = sorted(set(a.first) - set(FIRSTS))
-    if unknown:
-        print(f"error: --first {' '.join(unknown)}: not an instruction this script can do "
-              f"(one of: {', '.join(FIRSTS)})", file=sys.stderr)
-        return 2
     if a.as_tasks:
         answers = as_task_answers(answers, a.avoid)
     rng = random.Random(a.seed)
@@ -433,7 +434,7 @@ def main(argv=None) -> int:
     for number, answer in enumerate(answers):
         if "task" in answer:
             made = instructed_rows(answer["task"], answer["text"], answer["ended"], a.per_answer, rng,
-                                   9001 + number * a.per_answer, sorted(set(a.first)))
+                                   9001 + number * a.per_answer, firsts)
             keys = [row and row["messages"][0]["content"] for row, _ in made]
         else:
             made = [row_from_answer(answer["row"], answer["text"], answer["ended"], rng)]
