@@ -46,6 +46,9 @@ class TrainConfig:
     unlikelihood: float = _f(0.0, "SFT: weight of an unlikelihood term that pushes down tokens the answer has "
                                   "already used where they are not next (Welleck et al. 2020; against "
                                   "answers that loop; 0 = off)")
+    answer_start_weight: float = _f(1.0, "SFT: weight of each answer's first --answer-start-tokens tokens in the "
+                                         "loss (they decide a format such as lowercase or quotes; 1 = off)")
+    answer_start_tokens: int = _f(3, "SFT: how many of each answer's first tokens --answer-start-weight weights")
     # adapter
     lora_rank: int = _f(8, "LoRA rank r")
     lora_alpha: float = _f(16.0, "LoRA alpha; the update is scaled by alpha / rank")
@@ -240,6 +243,8 @@ RULES = (
     ("lora_alpha", lambda v: _num(v) and v > 0, "a finite number > 0 (the update is scaled by alpha / rank; "
                                                 "0 would train nothing)"),
     ("unlikelihood", lambda v: _num(v) and v >= 0, "a finite number >= 0 (0 = off)"),
+    ("answer_start_weight", lambda v: _num(v) and v > 0, "a finite number > 0 (1 = off)"),
+    ("answer_start_tokens", lambda v: _num(v) and v >= 1, ">= 1"),
     ("lora_dropout", lambda v: _num(v) and 0 <= v < 1, "in [0, 1)"),
     ("lora_layers", lambda v: _num(v) and (v == -1 or v >= 1), "-1 (all blocks) or the number of last blocks "
                                                               "to adapt, >= 1"),
@@ -343,6 +348,8 @@ def pair_mode_problems(cfg, mode: str) -> list[str]:
         problems.append(f"pack applies to SFT only ({mode} batches chosen and rejected side by side)")
     if cfg.unlikelihood:
         problems.append(f"unlikelihood applies to SFT only ({mode} has a loss of its own)")
+    if cfg.answer_start_weight != 1.0:
+        problems.append(f"answer_start_weight applies to SFT only ({mode} has a loss of its own)")
     if cfg.format is not None:
         problems.append(f"format does not apply to {mode} (preference files are detected by their keys)")
     return problems

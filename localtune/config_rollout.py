@@ -72,6 +72,9 @@ class RolloutConfig(TrainConfig):
                           ("unlikelihood", "an SFT loss term; the reward decides here")):
             if getattr(self, name):
                 problems.append(f"{name} does not apply to training on the model's answers ({why})")
+        if self.answer_start_weight != 1.0:
+            problems.append("answer_start_weight does not apply to training on the model's answers (an SFT "
+                            "loss weight; the reward decides here)")
         if self.valid:
             problems.append("valid does not apply to training on the model's answers: measure with "
                             "`localtune eval --adapter RUN` (or eval during training)")

@@ -86,6 +86,7 @@ ADVANCED = tuple(FieldSpec(key, label, advanced=True) for key, label in (
 ))
 SFT_ONLY = tuple(FieldSpec(key, label, advanced=True) for key, label in (
     ("pack", "pack rows"), ("weight_by_tokens", "weight by tokens"), ("unlikelihood", "unlikelihood"),
+    ("answer_start_weight", "answer start weight"), ("answer_start_tokens", "answer start tokens"),
     ("train_on_prompt", "train on prompt"),
     ("format", "data format"), ("columns", "columns"),
 ))

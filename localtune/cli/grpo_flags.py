@@ -6,7 +6,7 @@ from __future__ import annotations
 
 # TrainConfig fields that do not apply to training on the model's answers (config_rollout.py refuses them).
 NOT_ROLLOUT_FLAGS = ("data", "valid", "format", "columns", "train_on_prompt", "pack", "weight_by_tokens", "overlong",
-                     "unlikelihood")
+                     "unlikelihood", "answer_start_weight", "answer_start_tokens")
 ROLLOUT_HELPS = {"batch_size": "prompts per micro-batch, each answered --group-size times"}
 
 

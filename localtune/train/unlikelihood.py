@@ -23,6 +23,8 @@ import numpy as np
 import localtune  # noqa: F401
 import mlx.core as mx
 
+from localtune.train.answer_start import answer_spans
+
 
 @dataclass(frozen=True)
 class Answer:
@@ -41,9 +43,8 @@ def answers(targets: np.ndarray, target_rows: np.ndarray, positions: np.ndarray)
     targets, target_rows, positions = (np.asarray(a) for a in (targets, target_rows, positions))
     if targets.size == 0:
         return []
-    starts = np.flatnonzero(np.r_[True, (np.diff(positions) != 1) | (np.diff(target_rows) != 0)])
     out = []
-    for a, b in zip(starts, np.r_[starts[1:], targets.size]):
+    for a, b in answer_spans(target_rows, positions):
         tokens, first = np.unique(targets[a:b], return_index=True)
         t = np.arange(b - a)
         mask = (first[None, :] < t[:, None]) & (tokens[None, :] != targets[a:b, None])
